@@ -1,0 +1,112 @@
+"""chexpert-rules against hand-labeled sentences and reports (fixtures/labeler_cases.jsonl)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from xrg.data.cleaning import clean_iu_xray
+from xrg.data.errors import DataError
+from xrg.data.labels import CHEXPERT_LABELS
+from xrg.metrics.labeler import ChexpertRulesLabeler, label_report, label_reports, merge
+from xrg.metrics.labeler.cli import main as label_main
+
+CASES = [json.loads(line) for line in (Path(__file__).parent / "fixtures" / "labeler_cases.jsonl").open()]
+IU_ANNOTATION = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "iu_xray" / "annotation.json"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case["text"][:60] for case in CASES])
+def test_hand_labeled_case(case):
+    labels = label_report(case["text"])
+    assert {name: labels[name] for name in case["labels"]} == case["labels"]
+
+
+def _f1(expected: list, predicted: list, code) -> float | None:
+    true_pos = sum(e == code and p == code for e, p in zip(expected, predicted))
+    support, predicted_count = expected.count(code), predicted.count(code)
+    if support == 0:
+        return None
+    return 2 * true_pos / (support + predicted_count)
+
+
+def test_macro_f1_over_observations_reaches_target():
+    # CheXpert-paper style: F1 of positive, negative and uncertain codes per observation,
+    # macro-averaged over the observations that have that code among the hand labels.
+    per_code: dict[int, list[float]] = {1: [], 0: [], -1: []}
+    for name in CHEXPERT_LABELS:
+        checked = [case for case in CASES if name in case["labels"]]
+        expected = [case["labels"][name] for case in checked]
+        predicted = [label_report(case["text"])[name] for case in checked]
+        for code, scores in per_code.items():
+            score = _f1(expected, predicted, code)
+            if score is not None:
+                scores.append(score)
+    macro = {code: sum(scores) / len(scores) for code, scores in per_code.items()}
+    assert macro[1] >= 0.90 and macro[0] >= 0.90 and macro[-1] >= 0.85, macro
+
+
+def test_cases_cover_every_observation_and_enough_reports():
+    assert len(CASES) >= 150
+    for name in CHEXPERT_LABELS:
+        assert sum(name in case["labels"] for case in CASES) >= 5, name
+
+
+@pytest.mark.parametrize("case", CASES[::7], ids=lambda case: case["text"][:40])
+def test_r2gen_cleaned_text_labels_like_raw_text(case):
+    assert label_report(clean_iu_xray(case["text"])) == label_report(case["text"])
+
+
+def test_real_iu_reports_label_the_same_after_r2gen_cleaning():
+    if not IU_ANNOTATION.exists():
+        pytest.skip("shared IU X-Ray annotation not available")
+    reports = [item["report"] for item in json.loads(IU_ANNOTATION.read_text())["val"]]
+    raw, cleaned = label_reports(reports), label_reports([clean_iu_xray(r) for r in reports])
+    agreement = sum(a == b for a, b in zip(raw, cleaned)) / len(reports)
+    assert agreement >= 0.97
+    # the labeler finds something in nearly every real report
+    assert sum(any(v is not None for k, v in labels.items() if k != "No Finding") for labels in raw) >= 0.95 * len(raw)
+
+
+@pytest.mark.parametrize(
+    ("mentions", "merged"),
+    [([1], 1), ([0, 0], 0), ([0, 1], 1), ([-1, 1], 1), ([0, -1], -1), ([1, 0, -1], -1), ([-1, -1], -1)],
+)
+def test_merge_follows_chexpert_aggregation(mentions, merged):
+    assert merge(mentions) == merged
+
+
+def test_no_finding_ignores_support_devices_and_blocks_on_uncertain():
+    assert label_report("Pacemaker in place. Lungs are clear.")["No Finding"] == 1
+    assert label_report("Possible small effusion.")["No Finding"] is None
+    assert label_report("Mild scoliosis.")["No Finding"] is None
+    # CheXpert's convention: "No Finding" is 1 or blank, never 0
+    assert all(labels["No Finding"] in (1, None) for labels in label_reports(case["text"] for case in CASES))
+
+
+def test_labels_have_all_fourteen_names_in_order():
+    labels = ChexpertRulesLabeler()("Small right effusion.")
+    assert list(labels) == list(CHEXPERT_LABELS)
+    assert labels["Pleural Effusion"] == 1
+
+
+def test_cli_writes_one_label_line_per_report(tmp_path):
+    source, target = tmp_path / "reports.jsonl", tmp_path / "out" / "labels.jsonl"
+    source.write_text(
+        json.dumps({"id": "a", "report": "Mild cardiomegaly. No effusion."}) + "\n\n"
+        + json.dumps({"id": 7, "report": "lungs are clear ."}) + "\n"
+    )
+    assert label_main(["--input", str(source), "--output", str(target)]) == 0
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [row["id"] for row in rows] == ["a", 7]
+    assert rows[0]["labels"]["Cardiomegaly"] == 1 and rows[0]["labels"]["Pleural Effusion"] == 0
+    assert rows[1]["labels"]["No Finding"] == 1 and list(rows[1]["labels"]) == list(CHEXPERT_LABELS)
+
+
+@pytest.mark.parametrize("bad_line", ["{not json", json.dumps({"id": "x"}), json.dumps({"id": "x", "report": 3})])
+def test_cli_names_the_bad_line(tmp_path, bad_line):
+    source = tmp_path / "reports.jsonl"
+    source.write_text(json.dumps({"id": "ok", "report": "Normal."}) + "\n" + bad_line + "\n")
+    with pytest.raises(DataError, match=r"reports\.jsonl:2"):
+        label_main(["--input", str(source), "--output", str(tmp_path / "labels.jsonl")])

@@ -1,0 +1,176 @@
+"""The vocabulary of `chexpert-rules`: what counts as a mention, and what negates or hedges one.
+
+Everything here is data (regular-expression source strings); `rules.py` compiles it once.
+Patterns run on *normalised* sentences: lowercase, every run of non-alphanumerics turned into one
+space, apostrophes dropped ("can't" -> "cant"), so raw reports and R2Gen-cleaned reports
+("lungs are clear . no effusion .") read the same.
+
+A mention has a *kind*:
+- ``finding``: the phrase asserts the observation ("effusion", "heart is enlarged"); negation and
+  uncertainty triggers around it decide 1 / 0 / -1.
+- ``normal``: the phrase states the structure is normal ("normal heart size"): always 0.
+- ``borderline``: the phrase is itself a hedge ("heart size at the upper limits of normal"): -1.
+Patterns of one observation are tried in order and an earlier match claims its words, so the
+borderline phrase "upper limits of normal" is never read again as "normal".
+"""
+
+from __future__ import annotations
+
+
+def _gap(most: int) -> str:
+    """Up to `most` whole words between two phrases (sentences are single-spaced)."""
+    return rf"(?: \w+){{0,{most}}}? "
+
+
+def either_order(subject: str, qualifier: str, after: int = 4, before: int = 3) -> str:
+    """'heart ... enlarged' (qualifier after the subject) or 'enlarged ... heart'."""
+    return rf"(?:\b(?:{subject}){_gap(after)}(?:{qualifier})\b|\b(?:{qualifier}){_gap(before)}(?:{subject})\b)"
+
+
+# ---- qualifiers shared by the structure-style observations ------------------------------------
+NORMAL = r"normal|within normal limits|unremarkable|not enlarged|not widened"
+BORDERLINE = (
+    r"borderline(?: enlarged| enlargement| large| size)?|(?:at )?(?:the )?upper (?:limits? |range )?(?:of )?normal"
+    r"|tops? (?:of )?normal|high normal|upper normal|mildly prominent|prominen\w*"
+)
+ENLARGED = r"enlarge\w*|large|increased in size|globular"
+WIDENED = r"widen\w*|enlarge\w*|large"
+
+HEART = r"heart(?: size)?|cardiac(?: silhouette| size| shadow| contours?)?"
+MEDIASTINUM = (
+    r"cardio ?mediastin\w*(?: silhouette| contours?| shadow| width)?"
+    r"|(?:superior )?mediastin(?:um|al)(?: silhouette| contours?| width| shadow| configuration)?"
+)
+LUNGS = r"lungs?|lung fields?|lung parenchyma"
+ANGLES = r"costophrenic (?:angles?|sulci|recess\w*)|pleural spaces?"
+
+# ---- mentions, per observation, in CheXpert order (No Finding is derived, never mentioned) ----
+# (pattern, kind); tried in order, earlier matches claim their words.
+MENTIONS: dict[str, list[tuple[str, str]]] = {
+    "Enlarged Cardiomediastinum": [
+        (r"\bwiden\w* (?:of )?(?:the )?(?:superior )?mediastinum\b|\bmediastinal (?:widening|enlargement)\b"
+         r"|\bcardiomediastinal enlargement\b", "finding"),
+        (either_order(MEDIASTINUM, BORDERLINE), "borderline"),
+        (either_order(MEDIASTINUM, WIDENED), "finding"),
+        (either_order(MEDIASTINUM, NORMAL), "normal"),
+    ],
+    "Cardiomegaly": [
+        (r"\bcardiomegaly\b|\bcardiac enlargement\b|\benlarge\w* (?:of )?(?:the )?(?:heart|cardiac silhouette)\b"
+         r"|\b(?:large|enlarged) heart\b", "finding"),
+        (either_order(HEART, BORDERLINE), "borderline"),
+        (either_order(HEART, ENLARGED), "finding"),
+        (either_order(HEART, NORMAL), "normal"),
+    ],
+    "Lung Lesion": [
+        (r"\bnodul(?:e|es|ar|arity)\b|\bmass(?:es)?\b|\blesions?\b|\btumou?rs?\b|\bneoplasm\w*\b|\bcarcinoma\b"
+         r"|\bmalignan\w*|\b(?:lung|pulmonary) metasta\w*|\blump\b|\bcavitary lesion\b", "finding"),
+    ],
+    "Lung Opacity": [
+        (r"\bopaci\w*|\binfiltrat\w*|\bair ?space (?:disease|opacit\w*|process|filling)\b"
+         r"|\binterstitial (?:markings?|pattern|opacit\w*|prominence|thickening|disease|changes?|lung disease|process)\b"
+         r"|\breticula\w*|\bscar\w*|\bfibros\w*|\bfibrotic\b|\bdensit(?:y|ies)\b|\bground ?glass\b|\bhaz(?:e|y|iness)\b"
+         r"|\bperibronchial (?:thickening|cuffing)\b|\bbronchial wall thickening\b|\bdecreased translucency\b",
+         "finding"),
+        (either_order(LUNGS, r"clear"), "normal"),
+    ],
+    "Edema": [
+        (r"\bedema\w*|\b(?:vascular|pulmonary|venous) congestion\b|\bcongestive\b|\bheart failure\b|\bchf\b"
+         r"|\bvascular (?:prominence|indistinctness)\b|\bindistinct (?:pulmonary )?vascula\w*", "finding"),
+    ],
+    "Consolidation": [(r"\bconsolidat\w*", "finding")],
+    "Pneumonia": [
+        (r"\b(?:broncho)?pneumonias?\b|\bpneumonitis\b|\binfection\w*|\binfectious\b", "finding"),
+    ],
+    "Atelectasis": [
+        (r"\batelecta\w*|\b(?:lobar|lobe|lung|segmental) collapse\b|\bcollapsed? (?:of )?(?:the )?(?:\w+ ){0,3}(?:lobe|lung)\b",
+         "finding"),
+    ],
+    "Pneumothorax": [(r"\b(?:hydro)?pneumothora\w*|\bptx\b", "finding")],
+    "Pleural Effusion": [
+        (r"\beffusions?\b|\bpleural fluid\b|\bhydro(?:pneumo)?thorax\b|\bfluid (?:in|within) the (?:\w+ )?(?:fissure|pleural space)\b",
+         "finding"),
+        (either_order(ANGLES, r"clear|sharp"), "normal"),
+    ],
+    "Pleural Other": [
+        (r"\bpleural (?:\w+ )?(?:thickening|plaques?|scar\w*|calcification\w*|fibrosis)\b|\bfibrothorax\b"
+         r"|\bpleuro ?parenchymal (?:scar\w*|thickening)\b|\bapical (?:pleural )?cap(?:ping|s)?\b", "finding"),
+    ],
+    "Fracture": [(r"\bfractur\w*|\bfx\b", "finding")],
+    "Support Devices": [
+        (r"\bpace ?makers?\b|\bpacer\b|\ba?icd\b|\bdefibrillators?\b|\bcatheters?\b|\bpicc\b|\bport ?a ?cath\b|\bmediport\b"
+         r"|\b(?:chest|infusion|venous|power) port\b|\btubes?\b|\b(?:central|venous|arterial|picc|jugular|subclavian|ij) lines?\b"
+         r"|\blines\b|\bstents?\b|\bcoils?\b|\bvalve (?:replacement|prosthesis)\b|\bprosthetic (?:\w+ )?valve\b"
+         r"|\bhardware\b|\bscrews?\b|\bplates?\b|\barthroplast\w*|\bshunt\b|\bloop recorder\b|\bdevices?\b|\bdrains?\b"
+         r"|\bcannula\b|\bswan ganz\b|\bballoon pump\b|\blvad\b|\bleads\b|\belectrodes?\b|\bsternal wires\b",
+         "finding"),
+    ],
+}
+
+# Phrases that contain a mention word but are not that observation (a device position,
+# a different effusion). A mention overlapping one of these is dropped.
+UNMENTIONS: dict[str, str] = {
+    "Cardiomegaly": r"\b(?:over|overlying|projects? over|projecting over) (?:the )?(?:heart|cardiac)\b|\bcardiac (?:pacemaker|pacer|device|leads?|monitor|surgery|valve)\w*",
+    "Lung Lesion": r"\bmass effect\b|\b(?:bone|bony|osseous|lytic|sclerotic|blastic|skin) lesions?\b|\bbreast mass\w*",
+    "Lung Opacity": r"\bpleural (?:\w+ )?(?:scar\w*|fibrosis)\b|\bpleuro ?parenchymal scar\w*|\b(?:bone|bony|osseous|breast|mineral) densit\w*|\bdensit\w* of the (?:bones?|breasts?)\b",
+    "Edema": r"\b(?:soft tissue|subcutaneous) edema\b",
+    "Pleural Effusion": r"\bpericardial effusions?\b|\b(?:joint|knee|elbow|shoulder) effusions?\b",
+    "Support Devices": r"\b(?:kerley|septal|b) lines\b|\bfissure lines\b|\bendplates?\b|\bplate ?like\b|\bdevices? (?:is|are) not\b",
+}
+
+# Other abnormalities: not among the 14, but their presence (positive or uncertain) means
+# "No Finding" cannot be 1 (CheXpert's no-finding phrase list plays the same role).
+OTHER_ABNORMALITIES = (
+    r"\bemphysema\w*|\bcopd\b|\bhyperinfla\w*|\bhyperexpan\w*|\bhyperlucen\w*|\bbull(?:a|ae|ous)\b|\bscoliosis\b"
+    r"|\bdextroscoliosis\b|\blevoscoliosis\b|\bkyphos\w*|\bhernia\w*|\bdegenera\w*|\bspondylo\w*|\bosteophyt\w*"
+    r"|\bosteopeni\w*|\barthrit\w*|\barthropath\w*|\bcalcifi\w*|\bgranulom\w*|\batherosclero\w*|\btortu\w*|\bectatic\b"
+    r"|\bectasia\b|\baneurysm\w*|\belevat\w*|\beventration\b|\bblunt\w*|\bthickening\b|\bcephalization\b|\baspiration\b"
+    r"|\bcontusion\b|\bmetasta\w*|\bpneumomediastinum\b|\bpneumoperitoneum\b|\bfree air\b|\bdeformit\w*"
+    r"|\bhemorrhage\b|\bhematoma\b|\bbronchiectasis\b|\bbronchitis\b|\basthma\b|\b(?:lymph)?adenopathy\b"
+    r"|\bvolume loss\b|\bprominen\w*|\bcysts?\b|\bcavitation\b|\bhypertension\b|\bbronchospasm\b"
+    r"|\bairways? disease\b|\bbullets?\b|\bflatten\w*|\bspurr?ing\b|\bunfold\w*|\bdeviat\w*|\bsclero(?:sis|tic)\b|\blytic\b|\bwedging\b|\bcompression\b"
+)
+
+# ---- triggers ---------------------------------------------------------------------------------
+# Hedges built from negation words: matched first, and hidden from the negation search, so
+# "cannot be excluded" never reads as a negation. CheXpert also treats "no new X" as uncertain.
+HEDGED_NEGATION = (
+    r"\b(?:can ?not|cant|could not|couldnt|not) (?:be )?(?:been )?(?:entirely |completely |totally |definitely |fully )?"
+    r"(?:exclude[ds]?|ruled? out)\b|\b(?:difficult|impossible|hard) to (?:exclude|rule out)\b|\bno new\b|\bnot excluded\b"
+)
+# Look like negation, are not: "no change in the effusion" keeps the effusion.
+NOT_A_NEGATION = (
+    r"\bno (?:significant |substantial |interval |appreciable |definite |other )?"
+    r"(?:change|increase|interval change|worsening|improvement|progression|decrease|growth)\w*(?: in| of)?\b"
+    r"|\bnot (?:significantly |substantially )?(?:changed|improved|increased|worsened|decreased)\b|\bnot only\b"
+)
+NEGATION_BEFORE = (
+    r"\b(?:no|not|without|negative for|free of|clear of|absence of|absent|resolution of|resolved|resolving"
+    r"|removal of|removed|lack of|neither|nor|never|rather than|instead of|interval clearing of)\b"
+)
+NEGATION_AFTER = (
+    r"^(?: \w+){0,4}? (?:(?:is|are|was|were|has been|have been) )?"
+    r"(?:not\b|absent\b|(?:has |have )?resolved\b|resolving\b|no longer\b|removed\b|cleared\b|gone\b|negative\b)"
+)
+UNCERTAIN_BEFORE = (
+    r"\b(?:possibl\w*|probabl\w*|likely|may|might|could|questionabl\w*|question of|questioned|suspect\w*|suspicio\w*"
+    r"|concern\w*|worrisome|suggest\w*|borderline|equivocal|indeterminate|versus|vs|differential|consider\w*"
+    r"|presum\w*|favou?r\w*|potential\w*|perhaps|maybe|uncertain|unclear|evaluate for|assess for|rule out|query"
+    r"|cannot|cant|or|andor|and or|vague\w*|subtle)\b"
+)
+# After the mention, a hedge must be predicated of it ("effusion is likely", "may be present"):
+# "opacity, possibly pneumonia" hedges the pneumonia, not the opacity.
+UNCERTAIN_AFTER = (
+    r"^(?: \w+){0,3}? (?:(?:is|are|was|were) (?:\w+ )?"
+    r"(?:likely|possible|probable|suspected|questioned|uncertain|considered|favou?red|suggested)|(?:may|might|could) (?:also )?be)\b"
+    r"|^ (?:\w+ )?(?:suspected|questioned)\b|^ (?:versus|vs|or|andor|and or)\b"
+)
+# Words that end a trigger's reach inside a sentence ("no effusion but mild atelectasis").
+SCOPE_END = (
+    r"\b(?:but|however|although|though|yet|whereas|while|except|aside from|apart from|otherwise|which|that is"
+    r"|there (?:is|are|has|have)|is seen|are seen|is noted|are noted|is present|are present"
+    r"|and (?:there|the|a|an|mild|mildly|moderate|moderately|severe|marked|small|large|minimal|trace|new|stable|persistent|chronic|old|left|right|bilateral))\b"
+)
+NEGATION_REACH, UNCERTAINTY_REACH = 12, 6  # words between a trigger and the mention it governs
+
+# Mentions that also add an uncertain Cardiomegaly (CheXpert's heart-failure exception).
+HEART_FAILURE = r"\bheart failure\b|\bchf\b|\bcongestive\b"
