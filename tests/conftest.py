@@ -1,0 +1,60 @@
+"""Shared fixtures: a tiny R2Gen-format dataset written to a temp dir (no generator needed)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from xrg.data.labels import CHEXPERT_LABELS
+
+torch.set_num_threads(2)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+_SENTENCES = {
+    "Cardiomegaly": ("The heart is enlarged.", "Heart size is normal."),
+    "Pleural Effusion": ("There is a small left pleural effusion.", "No pleural effusion."),
+    "Pneumothorax": ("There is a right pneumothorax.", "No pneumothorax."),
+}
+
+
+def write_tiny_dataset(root: Path, studies_per_split=(8, 4, 4), views: int = 2, size: int = 48) -> Path:
+    """Studies whose image brightness follows cardiomegaly, with matching reports and labels."""
+    rng = random.Random(0)
+    annotation, labels = {}, {}
+    index = 0
+    for split, count in zip(("train", "val", "test"), studies_per_split):
+        items = []
+        for _ in range(count):
+            study_id = f"study_{index:03d}"
+            index += 1
+            present = {name: rng.random() < 0.5 for name in _SENTENCES}
+            report = " ".join(_SENTENCES[name][0 if on else 1] for name, on in present.items())
+            paths = []
+            for view in range(views):
+                pixels = np.full((size, size), 200 if present["Cardiomegaly"] else 60, dtype=np.uint8)
+                path = root / "images" / study_id / f"{view}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(pixels, mode="L").save(path)
+                paths.append(f"{study_id}/{view}.png")
+            items.append({"id": study_id, "report": report, "image_path": paths, "split": split})
+            codes = {name: None for name in CHEXPERT_LABELS}
+            codes.update({name: int(on) for name, on in present.items()})
+            codes["No Finding"] = int(not any(present.values()))
+            labels[study_id] = codes
+        annotation[split] = items
+    (root / "annotation.json").write_text(json.dumps(annotation))
+    (root / "labels.json").write_text(json.dumps(labels))
+    return root
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    return write_tiny_dataset(tmp_path / "tiny")

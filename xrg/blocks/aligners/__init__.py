@@ -1,0 +1,4 @@
+from xrg.blocks.aligners.base import Aligner
+from xrg.blocks.aligners.projector import MLPProjector
+
+__all__ = ["Aligner", "MLPProjector"]

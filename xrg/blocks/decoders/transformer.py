@@ -1,0 +1,214 @@
+"""R2Gen-style encoder-decoder transformer over visual tokens, with KV-cached greedy and beam search."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xrg.blocks.decoders.base import Decoder
+from xrg.blocks.encoders.base import Features
+from xrg.data.tokenizers import Tokenizer, WordTokenizer
+
+KVCache = tuple[torch.Tensor, torch.Tensor]
+
+
+def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
+    position = torch.arange(length).unsqueeze(1)
+    frequency = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency)
+    return table
+
+
+def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    return x.unflatten(-1, (heads, -1)).transpose(1, 2)  # [B, T, D] -> [B, H, T, D/H]
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    return x.transpose(1, 2).flatten(2)
+
+
+class CachedDecoderLayer(nn.Module):
+    """Pre-norm decoder layer whose self-attention keys/values can be cached across steps."""
+
+    def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.self_qkv = nn.Linear(dim, 3 * dim)
+        self.self_out = nn.Linear(dim, dim)
+        self.cross_q = nn.Linear(dim, dim)
+        self.cross_kv = nn.Linear(dim, 2 * dim)
+        self.cross_out = nn.Linear(dim, dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, dim))
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(3))
+        self.dropout = nn.Dropout(dropout)
+
+    def memory_kv(self, memory: torch.Tensor) -> KVCache:
+        """Cross-attention keys/values: computed once per study, reused at every step."""
+        k, v = self.cross_kv(memory).chunk(2, dim=-1)
+        return _split_heads(k, self.heads), _split_heads(v, self.heads)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory_kv: KVCache,
+        memory_mask: torch.Tensor | None,
+        cache: KVCache | None = None,
+    ) -> tuple[torch.Tensor, KVCache]:
+        p = self.dropout.p if self.training else 0.0
+        q, k, v = (_split_heads(t, self.heads) for t in self.self_qkv(self.norms[0](x)).chunk(3, dim=-1))
+        if cache is not None:
+            k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+        # Without a cache the whole sequence is seen at once and must be causal; with a cache the
+        # single new query may attend to everything before it.
+        attended = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=cache is None and q.shape[2] > 1)
+        x = x + self.dropout(self.self_out(_merge_heads(attended)))
+        q = _split_heads(self.cross_q(self.norms[1](x)), self.heads)
+        attended = F.scaled_dot_product_attention(q, *memory_kv, attn_mask=memory_mask, dropout_p=p)
+        x = x + self.dropout(self.cross_out(_merge_heads(attended)))
+        x = x + self.dropout(self.ffn(self.norms[2](x)))
+        return x, (k, v)
+
+
+class TransformerDecoder(Decoder):
+    """Visual tokens -> transformer encoder -> causal transformer decoder -> words.
+
+    The R2Gen baseline without its relational memory: 3 layers, d 512, 8 heads, FFN 2048,
+    beam 3. Generation caches self-attention keys/values and the memory's cross-attention
+    keys/values, so each step costs one token's work.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer | None = None,
+        dim: int = 512,
+        heads: int = 8,
+        ffn_dim: int = 2048,
+        encoder_layers: int = 3,
+        decoder_layers: int = 3,
+        dropout: float = 0.1,
+        max_length: int = 60,
+        num_beams: int = 3,
+        length_penalty: float = 0.0,
+        memory_dim: int | None = None,
+        max_positions: int = 512,
+    ) -> None:
+        super().__init__(tokenizer if tokenizer is not None else WordTokenizer(threshold=3))
+        self.dim, self.heads, self.max_length = dim, heads, max_length
+        self.num_beams, self.length_penalty = num_beams, length_penalty
+        self.memory_proj: nn.Module | None = None
+        layer = nn.TransformerEncoderLayer(dim, heads, ffn_dim, dropout, batch_first=True, norm_first=True)
+        self.visual_encoder = nn.TransformerEncoder(layer, encoder_layers, enable_nested_tensor=False)
+        self.visual_norm = nn.LayerNorm(dim)
+        self.layers = nn.ModuleList(CachedDecoderLayer(dim, heads, ffn_dim, dropout) for _ in range(decoder_layers))
+        self.final_norm = nn.LayerNorm(dim)
+        self.embed_dropout = nn.Dropout(dropout)
+        self.register_buffer("positions", sinusoidal_positions(max_positions, dim), persistent=False)
+        self.embed: nn.Embedding | None = None
+        self.head: nn.Linear | None = None
+        if memory_dim is not None:
+            self.bind_memory(memory_dim)
+        if self.tokenizer.is_fitted:
+            self._build_vocab_layers()
+
+    # --- building --------------------------------------------------------------------------
+    @property
+    def is_built(self) -> bool:
+        return self.head is not None
+
+    def _build_memory_layers(self, memory_dim: int) -> None:
+        self.memory_proj = nn.Sequential(nn.Linear(memory_dim, self.dim), nn.ReLU(), nn.Dropout(self.embed_dropout.p))
+
+    def _build_vocab_layers(self) -> None:
+        self.embed = nn.Embedding(self.tokenizer.vocab_size, self.dim, padding_idx=self.tokenizer.pad_id)
+        self.head = nn.Linear(self.dim, self.tokenizer.vocab_size)
+
+    # --- forward pieces --------------------------------------------------------------------
+    def encode_memory(self, memory: Features) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.memory_proj is None:
+            raise RuntimeError("decoder has no memory projection: call bind_memory(visual_dim) first")
+        padding = None if memory.mask is None else ~memory.mask
+        encoded = self.visual_encoder(self.memory_proj(memory.tokens), src_key_padding_mask=padding)
+        attn_mask = None if memory.mask is None else memory.mask[:, None, None, :]
+        return self.visual_norm(encoded), attn_mask
+
+    def _embed(self, ids: torch.Tensor, start: int) -> torch.Tensor:
+        x = self.embed(ids) * math.sqrt(self.dim) + self.positions[start : start + ids.shape[1]]
+        return self.embed_dropout(x)
+
+    def logits(self, memory: Features, ids: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits `[B, T, V]`; position t sees ids[:, :t+1] only (causal)."""
+        encoded, attn_mask = self.encode_memory(memory)
+        x = self._embed(ids, 0)
+        for layer in self.layers:
+            x, _ = layer(x, layer.memory_kv(encoded), attn_mask)
+        return self.head(self.final_norm(x))
+
+    def loss(self, memory: Features, targets: list[str], prompts: list[str] | None = None) -> torch.Tensor:
+        if prompts is not None:
+            raise ValueError("TransformerDecoder takes no text prompt; use CausalLMDecoder for prompts")
+        ids = self.tokenizer.batch_encode(targets, self.max_length + 2).to(memory.tokens.device)
+        logits = self.logits(memory, ids[:, :-1])
+        return F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), ignore_index=self.tokenizer.pad_id)
+
+    # --- generation ------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, memory: Features, prompts: list[str] | None = None, **overrides: Any) -> list[str]:
+        ids = self.generate_ids(
+            memory,
+            num_beams=overrides.get("num_beams", self.num_beams),
+            max_length=overrides.get("max_length", self.max_length),
+            length_penalty=overrides.get("length_penalty", self.length_penalty),
+        )
+        return self.tokenizer.batch_decode(ids)
+
+    @torch.no_grad()
+    def generate_ids(
+        self, memory: Features, num_beams: int = 1, max_length: int = 60, length_penalty: float = 0.0
+    ) -> torch.Tensor:
+        """Beam search (greedy when `num_beams == 1`) -> best ids `[B, <=max_length]` (no BOS)."""
+        tok = self.tokenizer
+        encoded, attn_mask = self.encode_memory(memory)
+        batch, k = encoded.shape[0], num_beams
+        encoded = encoded.repeat_interleave(k, dim=0)
+        if attn_mask is not None:
+            attn_mask = attn_mask.repeat_interleave(k, dim=0)
+        memory_kv = [layer.memory_kv(encoded) for layer in self.layers]
+        caches: list[KVCache | None] = [None] * len(self.layers)
+
+        device = encoded.device
+        tokens = torch.full((batch * k, 1), tok.bos_id, dtype=torch.long, device=device)
+        scores = torch.zeros(batch, k, device=device)
+        scores[:, 1:] = -math.inf  # all beams start identical: expand only the first
+        finished = torch.zeros(batch * k, dtype=torch.bool, device=device)
+        lengths = torch.zeros(batch * k, device=device)
+        offsets = (torch.arange(batch, device=device) * k).unsqueeze(1)
+
+        for step in range(max_length):
+            x = self._embed(tokens[:, -1:], step)
+            for i, layer in enumerate(self.layers):
+                x, caches[i] = layer(x, memory_kv[i], attn_mask, caches[i])
+            log_probs = self.head(self.final_norm(x[:, -1])).float().log_softmax(-1)
+            # A finished beam may only continue with padding, at no cost, so it keeps its score.
+            log_probs[finished] = -math.inf
+            log_probs[finished, tok.pad_id] = 0.0
+            vocab = log_probs.shape[-1]
+            candidates = (scores.view(-1, 1) + log_probs).view(batch, k * vocab)
+            scores, flat_index = candidates.topk(k, dim=-1)
+            source = (offsets + flat_index // vocab).view(-1)
+            next_token = (flat_index % vocab).view(-1, 1)
+            tokens = torch.cat([tokens[source], next_token], dim=1)
+            caches = [(c[0][source], c[1][source]) for c in caches]
+            lengths = lengths[source] + (~finished[source]).float()
+            finished = finished[source] | (next_token.squeeze(1) == tok.eos_id)
+            if finished.all():
+                break
+
+        normalised = scores / lengths.view(batch, k).clamp_min(1) ** length_penalty
+        best = (offsets.squeeze(1) + normalised.argmax(-1))
+        return tokens[best, 1:]

@@ -1,0 +1,67 @@
+"""Encoder contracts. Any image encoder can stand in for any other, likewise text encoders."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from xrg.data.tokenizers import Tokenizer
+
+
+class Features(NamedTuple):
+    tokens: torch.Tensor  # [B, N, D]
+    pooled: torch.Tensor  # [B, D]
+    mask: torch.Tensor | None = None  # [B, N], True where a token is real (None: all real)
+
+
+class Block(nn.Module):
+    """What every block shares: freezing, and reporting what it trains."""
+
+    def freeze(self) -> None:
+        for parameter in self.parameters():
+            parameter.requires_grad_(False)
+
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+class ImageEncoder(Block, ABC):
+    """images `[B, V, C, H, W]` (V views) -> tokens `[B, V*n, D]`, pooled `[B, D]`.
+
+    Subclasses encode one image batch `[B', C, H, W]` in `encode_images`; this base folds the
+    views into the batch, lays the views' tokens side by side (R2Gen's multi-view concatenation)
+    and averages the pooled vectors of the real views, so `dim` does not depend on V.
+    """
+
+    dim: int
+
+    @abstractmethod
+    def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`[B', C, H, W]` -> (tokens `[B', n, D]`, pooled `[B', D]`)."""
+
+    def forward(self, images: torch.Tensor, view_mask: torch.Tensor | None = None) -> Features:
+        if images.dim() == 4:
+            images = images.unsqueeze(1)
+        batch, views = images.shape[:2]
+        tokens, pooled = self.encode_images(images.flatten(0, 1))
+        tokens = tokens.unflatten(0, (batch, views))  # [B, V, n, D]
+        pooled = pooled.unflatten(0, (batch, views))  # [B, V, D]
+        if view_mask is None:
+            view_mask = torch.ones(batch, views, dtype=torch.bool, device=images.device)
+        weights = view_mask.to(pooled.dtype).unsqueeze(-1)
+        pooled = (pooled * weights).sum(1) / weights.sum(1).clamp_min(1)
+        token_mask = view_mask.unsqueeze(-1).expand(-1, -1, tokens.shape[2]).flatten(1)
+        return Features(tokens.flatten(1, 2), pooled, token_mask)
+
+
+class TextEncoder(Block, ABC):
+    """strings -> tokens `[B, T, D]`, pooled `[B, D]`, mask; exposes `dim` and its `tokenizer`."""
+
+    dim: int
+    tokenizer: Tokenizer
+
+    @abstractmethod
+    def forward(self, texts: list[str]) -> Features: ...

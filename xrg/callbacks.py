@@ -1,0 +1,81 @@
+"""Callbacks the CLI and recipes use: predictions as JSONL, the config inside checkpoints, samples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+
+class JsonlPredictionWriter(BasePredictionWriter):
+    """One JSON line per study, flushed after every batch so an interrupted run keeps its work.
+
+    Under several processes each rank writes its own `<name>.rank<k>.jsonl`.
+    """
+
+    def __init__(self, path: str = "predictions.jsonl") -> None:
+        super().__init__(write_interval="batch")
+        self.path = Path(path)
+        self._file = None
+        self.written = 0
+
+    def _target(self, trainer: L.Trainer) -> Path:
+        if trainer.world_size > 1:
+            return self.path.with_suffix(f".rank{trainer.global_rank}{self.path.suffix}")
+        return self.path
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        target = self._target(trainer)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._file = target.open("w", encoding="utf-8")
+        self.written = 0
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
+        for row in prediction:
+            self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._file.flush()
+        self.written += len(prediction)
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._file.close()
+        print(f"wrote {self.written} predictions to {self._target(trainer)}")
+
+
+class EmbedConfig(L.Callback):
+    """Puts the resolved run config into every checkpoint, so the file describes itself."""
+
+    def __init__(self, config_yaml: str) -> None:
+        self.config_yaml = config_yaml
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        checkpoint["xrg_config"] = self.config_yaml
+
+
+class ShowSamples(L.Callback):
+    """At the end of fitting, print a few generated test reports next to their references."""
+
+    def __init__(self, num_samples: int = 4, split: str = "test") -> None:
+        self.num_samples = num_samples
+        self.split = split
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        datamodule = trainer.datamodule
+        if not trainer.is_global_zero or datamodule is None or self.split not in getattr(datamodule, "datasets", {}):
+            return
+        from xrg.data.dataset import collate_studies
+
+        dataset = datamodule.datasets[self.split]
+        batch = collate_studies([dataset[i] for i in range(min(self.num_samples, len(dataset)))])
+        if not batch:
+            return
+        was_training = pl_module.training
+        pl_module.eval()
+        rows = pl_module.predict_step(
+            {k: v.to(pl_module.device) if hasattr(v, "to") else v for k, v in batch.items()}, 0
+        )
+        pl_module.train(was_training)
+        for row in rows:
+            print(f"\n[{row['id']}]\n  generated: {row['generated']}\n  reference: {row.get('reference', '')}")

@@ -1,0 +1,127 @@
+"""`ReportDataModule`: any R2Gen-format dataset, or the embedded synthetic benchmark made on demand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from xrg.data.annotation import SPLITS, read_annotation, read_labels
+from xrg.data.cleaning import get_cleaner
+from xrg.data.dataset import BadStudyPolicy, ReportDataset, collate_studies
+from xrg.data.errors import DataError
+from xrg.data.transforms import build_transform
+
+
+@dataclass
+class SyntheticBenchmark:
+    """Where and how to make the synthetic benchmark; it is generated once, then reused (cached)."""
+
+    root: str = "data_cache/synthetic"
+    num_studies: int = 600
+    seed: int = 0
+    views: int = 2
+    image_size: int = 256
+
+
+class ReportDataModule(L.LightningDataModule):
+    """Batches of studies for every task: images [B, V, C, H, W], view_mask, ids, cleaned reports, labels.
+
+    Give either `annotation_path` (+ `image_dir`, default: the annotation's folder + "/images")
+    or `synthetic` to use the embedded benchmark.
+    """
+
+    def __init__(
+        self,
+        annotation_path: str | None = None,
+        image_dir: str | None = None,
+        labels_path: str | None = None,
+        synthetic: SyntheticBenchmark | None = None,
+        cleaning: Literal["iu_xray", "mimic_cxr", "none"] = "iu_xray",
+        max_views: int = 2,
+        image_size: int = 224,
+        resize: int = 256,
+        horizontal_flip: bool = False,
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        on_bad_study: BadStudyPolicy = "raise",
+        predict_split: Literal["train", "val", "test"] = "test",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if (annotation_path is None) == (synthetic is None):
+            raise ValueError("ReportDataModule needs exactly one of `annotation_path` or `synthetic`")
+        self.synthetic = synthetic
+        self.annotation_path = annotation_path
+        self.image_dir = image_dir
+        self.labels_path = labels_path
+        self.cleaner = get_cleaner(cleaning)
+        self.datasets: dict[str, ReportDataset] = {}
+
+    def prepare_data(self) -> None:
+        if self.synthetic is not None:
+            self._ensure_synthetic()
+
+    def _ensure_synthetic(self) -> None:
+        from xrg.data.synthetic import ensure_benchmark
+
+        s = self.synthetic
+        root = ensure_benchmark(s.root, s.num_studies, s.seed, views=s.views, image_size=s.image_size)
+        self.annotation_path = str(Path(root) / "annotation.json")
+        self.image_dir = str(Path(root) / "images")
+        self.labels_path = str(Path(root) / "labels.json")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        if self.synthetic is not None:
+            self._ensure_synthetic()  # cached: only reads the stamp on ranks that did not generate
+        annotation = read_annotation(self.annotation_path)
+        image_dir = Path(self.image_dir) if self.image_dir else Path(self.annotation_path).parent / "images"
+        labels = read_labels(self.labels_path) if self.labels_path else None
+        hp = self.hparams
+        for split in SPLITS:
+            transform = build_transform(
+                train=split == "train", image_size=hp.image_size, resize=hp.resize, horizontal_flip=hp.horizontal_flip
+            )
+            self.datasets[split] = ReportDataset(
+                annotation[split], image_dir, transform, self.cleaner, labels, hp.max_views, hp.on_bad_study
+            )
+        if not self.datasets["train"].studies and stage in (None, "fit"):
+            raise DataError(f"{self.annotation_path}: the train split has no usable studies")
+
+    def train_reports(self) -> list[str]:
+        """Cleaned training reports: what a word vocabulary or BPE tokenizer is fitted on."""
+        self.setup("fit")
+        return list(self.datasets["train"].reports)
+
+    def skipped_studies(self) -> dict[str, int]:
+        return {split: len(ds.skipped) for split, ds in self.datasets.items()}
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        hp = self.hparams
+        return DataLoader(
+            self.datasets[split],
+            batch_size=hp.batch_size if train else (hp.eval_batch_size or hp.batch_size),
+            shuffle=train,
+            drop_last=False,
+            num_workers=hp.num_workers,
+            persistent_workers=hp.num_workers > 0,
+            collate_fn=collate_studies,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.hparams.predict_split, train=False)

@@ -1,0 +1,135 @@
+"""A study = its views, its cleaned report and (when known) its 14 CheXpert labels."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from xrg.data.annotation import Study
+from xrg.data.errors import DataError
+from xrg.data.labels import CHEXPERT_LABELS
+
+log = logging.getLogger(__name__)
+BadStudyPolicy = Literal["raise", "skip"]
+
+
+def resolve_image(image_dir: Path, relative: str, study_id: str) -> Path:
+    """The image's path, refusing any path that leaves `image_dir` ("../", absolute paths, links)."""
+    root = image_dir.resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        raise DataError(f"study {study_id!r}: image path {relative!r} escapes the image root {root}")
+    return path
+
+
+def check_study(study: Study, image_dir: Path, cleaned_report: str) -> None:
+    """Cheap checks done once at setup, so a bad study fails before hours of training."""
+    if not cleaned_report.strip(" ."):
+        raise DataError(f"study {study.id!r} ({study.split}): the report is empty")
+    for relative in study.image_paths:
+        path = resolve_image(image_dir, relative, study.id)
+        if not path.is_file():
+            raise DataError(f"study {study.id!r}: image file {path} does not exist")
+
+
+def load_image(path: Path, study_id: str) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image
+    except (OSError, UnidentifiedImageError) as err:
+        raise DataError(f"study {study_id!r}: cannot read image {path} ({err})") from None
+
+
+class ReportDataset(Dataset):
+    """Items: {"id", "images" [V, C, H, W], "report", "labels" [14] (NaN = blank) if known}."""
+
+    def __init__(
+        self,
+        studies: list[Study],
+        image_dir: str | Path,
+        transform: Callable[[Image.Image], torch.Tensor],
+        cleaner: Callable[[str], str],
+        labels: dict[str, list[float]] | None = None,
+        max_views: int = 2,
+        on_bad_study: BadStudyPolicy = "raise",
+    ) -> None:
+        self.image_dir = Path(image_dir)
+        self.transform = transform
+        self.max_views = max_views
+        self.on_bad_study = on_bad_study
+        self.labels = labels
+        self.studies: list[Study] = []
+        self.reports: list[str] = []
+        self.skipped: list[str] = []
+        for study in studies:
+            report = cleaner(study.report)
+            try:
+                check_study(study, self.image_dir, report)
+                if labels is not None and study.id not in labels:
+                    raise DataError(f"study {study.id!r}: no labels for it in the labels file")
+            except DataError as err:
+                if on_bad_study == "raise":
+                    raise
+                self.skipped.append(str(err))
+                continue
+            self.studies.append(study)
+            self.reports.append(report)
+        if self.skipped:
+            log.warning("skipped %d bad studies of %d; first: %s", len(self.skipped), len(studies), self.skipped[0])
+
+    def __len__(self) -> int:
+        return len(self.studies)
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        study = self.studies[index]
+        try:
+            views = [
+                self.transform(load_image(resolve_image(self.image_dir, p, study.id), study.id))
+                for p in study.image_paths[: self.max_views]
+            ]
+        except DataError as err:
+            if self.on_bad_study == "raise":
+                raise
+            # An image that exists but cannot be decoded is only found here; collate drops it.
+            log.warning("skipping: %s", err)
+            return None
+        item = {"id": study.id, "images": torch.stack(views), "report": self.reports[index]}
+        if self.labels is not None:
+            item["labels"] = torch.tensor(self.labels[study.id], dtype=torch.float32)
+        return item
+
+
+def collate_studies(items: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """Pads the view axis to the batch's largest study and marks real views in `view_mask`."""
+    items = [item for item in items if item is not None]
+    if not items:
+        return {}
+    max_views = max(item["images"].shape[0] for item in items)
+    shape = items[0]["images"].shape[1:]
+    images = torch.zeros(len(items), max_views, *shape)
+    view_mask = torch.zeros(len(items), max_views, dtype=torch.bool)
+    for i, item in enumerate(items):
+        n = item["images"].shape[0]
+        images[i, :n] = item["images"]
+        view_mask[i, :n] = True
+    batch = {
+        "ids": [item["id"] for item in items],
+        "images": images,
+        "view_mask": view_mask,
+        "reports": [item["report"] for item in items],
+    }
+    if "labels" in items[0]:
+        batch["labels"] = torch.stack([item["labels"] for item in items])
+    return batch
+
+
+def positive_label_names(row: torch.Tensor) -> list[str]:
+    """Readable names of the observations coded positive in one [14] label row."""
+    return [name for name, code in zip(CHEXPERT_LABELS, row.tolist()) if not math.isnan(code) and code == 1]

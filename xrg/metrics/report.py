@@ -1,0 +1,36 @@
+"""The metrics a report-generation task logs: NLG (BLEU..CIDEr) and clinical efficacy, together.
+
+Both accumulate strings and score once on the whole (gathered) set at `compute()`.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+class ReportMetrics(nn.Module):
+    def __init__(self, nlg: bool = True, clinical_efficacy: bool = True) -> None:
+        super().__init__()
+        self.metrics = nn.ModuleList()
+        if nlg:
+            from xrg.metrics.nlg import NLGMetrics
+
+            self.metrics.append(NLGMetrics())
+        if clinical_efficacy:
+            from xrg.metrics.ce import ClinicalEfficacy
+
+            self.metrics.append(ClinicalEfficacy())
+
+    def update(self, generated: list[str], references: list[str]) -> None:
+        for metric in self.metrics:
+            metric.update(generated, references)
+
+    def compute(self) -> dict[str, float]:
+        scores: dict[str, float] = {}
+        for metric in self.metrics:
+            scores.update({k: float(v) for k, v in metric.compute().items()})
+        return scores
+
+    def reset(self) -> None:
+        for metric in self.metrics:
+            metric.reset()

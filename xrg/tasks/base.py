@@ -1,0 +1,79 @@
+"""What every xrg task shares: optimizer/scheduler callables, stage chaining, parameter report."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from dataclasses import dataclass, field
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+
+from xrg.checkpoints import load_block_weights
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageInit:
+    """Start blocks from an earlier stage's checkpoint.
+
+    `blocks` maps an attribute of this task to the key prefix of the block in the checkpoint,
+    e.g. {"image_encoder": "image_encoder"}. With `checkpoint: null` every block starts from its
+    own initialisation, so each stage also runs on its own.
+    """
+
+    checkpoint: str | None = None
+    blocks: dict[str, str] = field(default_factory=dict)
+
+
+class XrgTask(L.LightningModule):
+    def __init__(
+        self,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        init_from: StageInit | None = None,
+    ) -> None:
+        super().__init__()
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.init_from = init_from
+
+    def save_task_hyperparameters(self, blocks: list[str]) -> None:
+        """Record the constructor arguments a checkpoint needs to rebuild this task.
+
+        Under the CLI the arguments are the config (class paths + init args), which is exactly
+        what should be stored. In a notebook they are live modules and callables: those are left
+        out, since pickling them would make the checkpoint unloadable with `weights_only=True`.
+        """
+        under_cli = _given_hyperparameters.get() is not None
+        ignore = [] if under_cli else [*blocks, "optimizer", "lr_scheduler", "init_from"]
+        self.save_hyperparameters(ignore=ignore, frame=inspect.currentframe().f_back)
+
+    def setup(self, stage: str) -> None:
+        # Resuming restores every weight from the resumed checkpoint; stage init is for fresh fits.
+        if stage == "fit" and self.init_from and self.init_from.checkpoint and not self.trainer.ckpt_path:
+            self.load_stage_init(self.init_from)
+
+    def load_stage_init(self, init: StageInit) -> None:
+        for attribute, prefix in init.blocks.items():
+            block = getattr(self, attribute, None)
+            if block is None:
+                raise ValueError(f"init_from names block {attribute!r}, which this task does not have")
+            load_block_weights(block, init.checkpoint, prefix)
+            log.info("initialised %s from %s [%s]", attribute, init.checkpoint, prefix)
+
+    def configure_optimizers(self):
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(trainable)
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}}
+
+    def on_fit_start(self) -> None:
+        total = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        share = 100 * trainable / max(total, 1)
+        self.print(f"parameters: {trainable:,} trainable of {total:,} ({share:.2f}%)")
