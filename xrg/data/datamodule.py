@@ -21,7 +21,7 @@ class SyntheticBenchmark:
     """Where and how to make the synthetic benchmark; it is generated once, then reused (cached)."""
 
     root: str = "data_cache/synthetic"
-    num_studies: int = 600
+    num_studies: int = 1000
     seed: int = 0
     views: int = 2
     image_size: int = 256

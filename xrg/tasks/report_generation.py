@@ -61,24 +61,43 @@ class ReportGeneration(XrgTask):
         features = self.image_encoder(batch["images"], batch.get("view_mask"))
         return self.aligner(features) if self.aligner is not None else features
 
+    # --- hooks for tasks that prompt a language model or explain their output ---------------
+    def prompts(self, batch: dict[str, Any], features: Features) -> list[str] | None:
+        """Text prompts for the decoder (None: the decoder takes none). LLM tasks override this,
+        e.g. to write predicted findings, concepts or retrieved reports into the prompt."""
+        return None
+
+    def explain(self, batch: dict[str, Any], features: Features) -> list[dict[str, Any]] | None:
+        """Per-study extras written next to each prediction (scores, retrieved ids...)."""
+        return None
+
+    def step_loss(self, batch: dict[str, Any], features: Features) -> torch.Tensor:
+        """The training objective; tasks with auxiliary losses add to it here."""
+        return self.decoder.loss(features, batch["reports"], self.prompts(batch, features))
+
+    def generate_reports(self, batch: dict[str, Any], features: Features) -> list[str]:
+        return self.decoder.generate(features, self.prompts(batch, features))
+
     def forward(self, images: torch.Tensor, view_mask: torch.Tensor | None = None, **generate_kwargs) -> list[str]:
         """Reports for a batch of studies `[B, V, C, H, W]` (notebook use)."""
-        return self.decoder.generate(self.encode({"images": images, "view_mask": view_mask}), **generate_kwargs)
+        batch = {"images": images, "view_mask": view_mask}
+        features = self.encode(batch)
+        return self.decoder.generate(features, self.prompts(batch, features), **generate_kwargs)
 
     def generate(self, images: torch.Tensor, view_mask: torch.Tensor | None = None, **generate_kwargs) -> list[str]:
         return self(images, view_mask, **generate_kwargs)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        loss = self.decoder.loss(self.encode(batch), batch["reports"])
+        loss = self.step_loss(batch, self.encode(batch))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
         return loss
 
     def _evaluate(self, batch: dict[str, Any], prefix: str, metrics) -> None:
         features = self.encode(batch)
-        loss = self.decoder.loss(features, batch["reports"])
+        loss = self.step_loss(batch, features)
         self.log(f"{prefix}/loss", loss, prog_bar=True, batch_size=len(batch["ids"]), sync_dist=True)
         if metrics is not None and (prefix == "test" or self.generate_in_validation):
-            metrics.update(self.decoder.generate(features), batch["reports"])
+            metrics.update(self.generate_reports(batch, features), batch["reports"])
 
     def _log_metrics(self, prefix: str, metrics) -> None:
         if metrics is None or (prefix == "val" and not self.generate_in_validation):
@@ -104,11 +123,15 @@ class ReportGeneration(XrgTask):
         self._log_metrics("test", self.test_metrics)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
-        generated = self.decoder.generate(self.encode(batch))
+        features = self.encode(batch)
+        generated = self.generate_reports(batch, features)
+        extras = self.explain(batch, features)
         rows = []
         for i, study_id in enumerate(batch["ids"]):
             row = {"id": study_id, "generated": generated[i]}
             if batch.get("reports"):
                 row["reference"] = batch["reports"][i]
+            if extras is not None:
+                row.update(extras[i])
             rows.append(row)
         return rows

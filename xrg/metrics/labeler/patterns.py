@@ -69,7 +69,8 @@ MENTIONS: dict[str, list[tuple[str, str]]] = {
         (r"\bopaci\w*|\binfiltrat\w*|\bair ?space (?:disease|opacit\w*|process|filling)\b"
          r"|\binterstitial (?:markings?|pattern|opacit\w*|prominence|thickening|disease|changes?|lung disease|process)\b"
          r"|\breticula\w*|\bscar\w*|\bfibros\w*|\bfibrotic\b|\bdensit(?:y|ies)\b|\bground ?glass\b|\bhaz(?:e|y|iness)\b"
-         r"|\bperibronchial (?:thickening|cuffing)\b|\bbronchial wall thickening\b|\bdecreased translucency\b",
+         r"|\bperibronchial (?:thickening|cuffing)\b|\bbronchial wall thickening\b|\bdecreased translucency\b"
+         r"|\b(?:increased|prominent|coarse\w*) (?:\w+ ){0,2}markings\b",
          "finding"),
         (either_order(LUNGS, r"clear"), "normal"),
     ],
@@ -155,12 +156,12 @@ UNCERTAIN_BEFORE = (
     r"\b(?:possibl\w*|probabl\w*|likely|may|might|could|questionabl\w*|question of|questioned|suspect\w*|suspicio\w*"
     r"|concern\w*|worrisome|suggest\w*|borderline|equivocal|indeterminate|versus|vs|differential|consider\w*"
     r"|presum\w*|favou?r\w*|potential\w*|perhaps|maybe|uncertain|unclear|evaluate for|assess for|rule out|query"
-    r"|cannot|cant|or|andor|and or|vague\w*|subtle)\b"
+    r"|cannot|cant|or|andor|and or)\b"
 )
 # After the mention, a hedge must be predicated of it ("effusion is likely", "may be present"):
 # "opacity, possibly pneumonia" hedges the pneumonia, not the opacity.
 UNCERTAIN_AFTER = (
-    r"^(?: \w+){0,3}? (?:(?:is|are|was|were) (?:\w+ )?"
+    r"^(?: \w+){0,4}? (?:(?:is|are|was|were) (?:\w+ )?"
     r"(?:likely|possible|probable|suspected|questioned|uncertain|considered|favou?red|suggested)|(?:may|might|could) (?:also )?be)\b"
     r"|^ (?:\w+ )?(?:suspected|questioned)\b|^ (?:versus|vs|or|andor|and or)\b"
 )
@@ -170,6 +171,8 @@ SCOPE_END = (
     r"|there (?:is|are|has|have)|is seen|are seen|is noted|are noted|is present|are present"
     r"|and (?:there|the|a|an|mild|mildly|moderate|moderately|severe|marked|small|large|minimal|trace|new|stable|persistent|chronic|old|left|right|bilateral))\b"
 )
+# After a mention, a reporting verb closes its clause: "opacity noted, not visualized on prior".
+SCOPE_END_AFTER = rf"{SCOPE_END}|\b(?:noted|seen|identified|demonstrated|present|visualized)\b"
 NEGATION_REACH, UNCERTAINTY_REACH = 12, 6  # words between a trigger and the mention it governs
 
 # Mentions that also add an uncertain Cardiomegaly (CheXpert's heart-failure exception).

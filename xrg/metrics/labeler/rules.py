@@ -38,6 +38,7 @@ _NEGATION_AFTER = _compile(p.NEGATION_AFTER)
 _UNCERTAIN_BEFORE = _compile(p.UNCERTAIN_BEFORE)
 _UNCERTAIN_AFTER = _compile(p.UNCERTAIN_AFTER)
 _SCOPE_END = _compile(p.SCOPE_END)
+_SCOPE_END_AFTER = _compile(p.SCOPE_END_AFTER)
 _HEART_FAILURE = _compile(p.HEART_FAILURE)
 
 
@@ -77,7 +78,7 @@ def _governs_before(trigger: re.Pattern[str], sentence: str, start: int, end: in
 def _governs_after(trigger: re.Pattern[str], sentence: str, end: int) -> bool:
     """A trigger just after the mention ('effusion has resolved'), before any scope end."""
     after = sentence[end:]
-    scope_end = _SCOPE_END.search(after)
+    scope_end = _SCOPE_END_AFTER.search(after)
     return bool(trigger.search(after[: scope_end.start() + 1] if scope_end else after))
 
 

@@ -7,7 +7,9 @@ over the same arrays. Texts are scored as given: clean them first (``xrg.data.cl
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -18,6 +20,7 @@ from xrg.metrics.nlg.rouge import rouge_l
 
 BLEU_ORDERS = 4
 BLEU_KEYS = tuple(f"nlg/bleu_{order}" for order in range(1, BLEU_ORDERS + 1))
+NLG_KEYS = (*BLEU_KEYS, "nlg/meteor", "nlg/rouge_l", "nlg/cider")
 
 
 @dataclass(frozen=True)
@@ -86,3 +89,47 @@ def pair_stats(generated: list[str], references: list[str]) -> PairStats:
         rouge_l=rouge_l(rouge_encoded),
         cider=cider_d(counts, hyp_len, ref_len),
     )
+
+
+METRIC_KEYS = {"bleu": BLEU_KEYS, "meteor": ("nlg/meteor",), "rouge_l": ("nlg/rouge_l",), "cider": ("nlg/cider",)}
+METRICS = tuple(METRIC_KEYS)
+Tokenization = Literal["none", "ptb"]
+
+
+@dataclass(frozen=True)
+class NLGScores:
+    """Corpus scores (``nlg/...`` keys), per-pair scores and the statistics they came from."""
+
+    corpus: dict[str, float]
+    per_pair: dict[str, np.ndarray]
+    stats: PairStats
+
+
+def score_pairs(
+    generated: list[str],
+    references: list[str],
+    metrics: Iterable[str] = METRICS,
+    tokenize: Tokenization = "none",
+) -> NLGScores:
+    """Score report pairs the R2Gen way (``tokenize="none"``: texts as given, already cleaned) or
+    the COCO way (``"ptb"``: Stanford PTB tokenisation, punctuation removed, for every metric)."""
+    metrics = tuple(metrics)
+    unknown = set(metrics) - set(METRICS)
+    if unknown:
+        raise ValueError(f"unknown NLG metrics {sorted(unknown)}; expected some of {METRICS}")
+    if tokenize == "ptb":
+        from xrg.metrics.nlg.ptb import ptb_tokenize
+
+        generated, references = ptb_tokenize(generated), ptb_tokenize(references)
+    elif tokenize != "none":
+        raise ValueError(f"tokenize must be 'none' or 'ptb', got {tokenize!r}")
+    stats = pair_stats(generated, references)
+    wanted = {key for metric in metrics for key in METRIC_KEYS[metric]}
+    corpus = {key: value for key, value in stats.corpus().items() if key in wanted}
+    per_pair = {key: value for key, value in stats.per_pair().items() if key in wanted}
+    if "meteor" in metrics:
+        from xrg.metrics.nlg.meteor import meteor_process
+
+        corpus["nlg/meteor"], per_pair["nlg/meteor"] = meteor_process().score(generated, references)
+    order = [key for key in NLG_KEYS if key in corpus]
+    return NLGScores({key: corpus[key] for key in order}, {key: per_pair[key] for key in order}, stats)
