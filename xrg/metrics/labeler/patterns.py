@@ -161,7 +161,7 @@ UNCERTAIN_BEFORE = (
 # After the mention, a hedge must be predicated of it ("effusion is likely", "may be present"):
 # "opacity, possibly pneumonia" hedges the pneumonia, not the opacity.
 UNCERTAIN_AFTER = (
-    r"^(?: \w+){0,4}? (?:(?:is|are|was|were) (?:\w+ )?"
+    r"^(?: \w+){0,5}? (?:(?:is|are|was|were) (?:\w+ )?"
     r"(?:likely|possible|probable|suspected|questioned|uncertain|considered|favou?red|suggested)|(?:may|might|could) (?:also )?be)\b"
     r"|^ (?:\w+ )?(?:suspected|questioned)\b|^ (?:versus|vs|or|andor|and or)\b"
 )
