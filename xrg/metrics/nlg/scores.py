@@ -71,9 +71,10 @@ def pair_stats(generated: list[str], references: list[str]) -> PairStats:
     token_lists = [text.split() for text in generated + references]
     encoded = EncodedPairs.from_tokens(token_lists[:num_pairs], token_lists[num_pairs:])
     # pycocoevalcap splits on any whitespace for BLEU/CIDEr but on " " for ROUGE-L; for cleaned
-    # text both give the same tokens, which the join check confirms without splitting twice.
+    # text both give the same tokens, which the join check confirms without splitting twice
+    # ("".split(" ") is [""], one empty token, hence the length condition).
     space_split = [
-        tokens if " ".join(tokens) == text else text.split(" ")
+        tokens if tokens and " ".join(tokens) == text else text.split(" ")
         for tokens, text in zip(token_lists, generated + references)
     ]
     same_tokens = all(a is b for a, b in zip(space_split, token_lists))

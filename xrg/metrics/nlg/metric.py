@@ -1,0 +1,107 @@
+"""torchmetrics wrappers: collect report pairs on every rank, score once on the whole set.
+
+BLEU and METEOR are corpus statistics and CIDEr-D's document frequencies come from the whole
+evaluated set, so averaging per-rank (or per-batch) scores would change the numbers with the GPU
+count. Each metric therefore keeps the texts themselves, as UTF-8 bytes in tensors (so the module
+moves between devices like any other), gathers them across ranks as Python objects, and scores
+the full set in ``compute``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torchmetrics import Metric
+
+from xrg.metrics.nlg.scores import METRICS, Tokenization, score_pairs
+
+
+class PairedTextMetric(Metric):
+    """Base of the NLG metrics: ``update(generated, references)``, ``compute() -> {"nlg/...": float}``."""
+
+    metrics: tuple[str, ...] = METRICS
+    full_state_update = False
+    higher_is_better = True
+    is_differentiable = False
+
+    def __init__(self, tokenize: Tokenization = "none", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tokenize = tokenize
+        # Texts alternate generated, reference; lengths are byte counts.
+        self.add_state("text_bytes", default=[], dist_reduce_fx="cat")
+        self.add_state("text_lengths", default=[], dist_reduce_fx="cat")
+
+    def update(self, generated: list[str] | str, references: list[str] | str) -> None:
+        generated = [generated] if isinstance(generated, str) else list(generated)
+        references = [references] if isinstance(references, str) else list(references)
+        if len(generated) != len(references):
+            raise ValueError(f"update got {len(generated)} generated reports but {len(references)} references")
+        self._append([text for pair in zip(generated, references) for text in pair])
+
+    def _append(self, texts: list[str]) -> None:
+        encoded = [text.encode("utf-8") for text in texts]
+        data = np.frombuffer(b"".join(encoded), dtype=np.uint8).copy()
+        self.text_bytes.append(torch.from_numpy(data).to(self.device))
+        self.text_lengths.append(torch.tensor([len(chunk) for chunk in encoded], dtype=torch.long, device=self.device))
+
+    def texts(self) -> tuple[list[str], list[str]]:
+        """(generated, references) collected so far on this rank (or the whole set once synced)."""
+        data = bytes(_concatenate(self.text_bytes, torch.uint8).cpu().numpy())
+        lengths = _concatenate(self.text_lengths, torch.long).cpu().numpy()
+        ends = np.cumsum(lengths)
+        texts = [data[end - length : end].decode("utf-8") for end, length in zip(ends, lengths)]
+        return texts[0::2], texts[1::2]
+
+    def _sync_dist(self, dist_sync_fn: Any = None, process_group: Any = None) -> None:
+        # torchmetrics gathers tensors with padding and casts an empty rank's state to float;
+        # gathering the decoded strings as objects is simpler and exact.
+        generated, references = self.texts()
+        gathered: list[Any] = [None] * torch.distributed.get_world_size(process_group or self.process_group)
+        torch.distributed.all_gather_object(gathered, (generated, references), group=process_group or self.process_group)
+        self.text_bytes, self.text_lengths = [], []
+        for rank_generated, rank_references in gathered:
+            self._append([text for pair in zip(rank_generated, rank_references) for text in pair])
+
+    def compute(self) -> dict[str, float]:
+        generated, references = self.texts()
+        return score_pairs(generated, references, self.metrics, self.tokenize).corpus
+
+
+def _concatenate(chunks: list[torch.Tensor] | torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    if isinstance(chunks, torch.Tensor):
+        return chunks
+    return torch.cat(chunks) if chunks else torch.empty(0, dtype=dtype)
+
+
+class NLGMetrics(PairedTextMetric):
+    """BLEU-1..4, METEOR, ROUGE-L and CIDEr-D in one pass (``meteor=False`` skips the JVM)."""
+
+    def __init__(self, meteor: bool = True, tokenize: Tokenization = "none", **kwargs: Any) -> None:
+        super().__init__(tokenize=tokenize, **kwargs)
+        self.metrics = METRICS if meteor else tuple(name for name in METRICS if name != "meteor")
+
+
+class Bleu(PairedTextMetric):
+    """Corpus BLEU-1..4 (pycocoevalcap's)."""
+
+    metrics = ("bleu",)
+
+
+class Meteor(PairedTextMetric):
+    """Corpus METEOR 1.5 (the jar's aggregated score, not a mean of per-pair scores)."""
+
+    metrics = ("meteor",)
+
+
+class RougeL(PairedTextMetric):
+    """Mean per-pair ROUGE-L (beta 1.2)."""
+
+    metrics = ("rouge_l",)
+
+
+class CiderD(PairedTextMetric):
+    """CIDEr-D with document frequencies from the evaluated references."""
+
+    metrics = ("cider",)
