@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 from dataclasses import dataclass, field
+from typing import Literal
 
 import lightning as L
 import torch
@@ -35,8 +36,12 @@ class XrgTask(L.LightningModule):
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         init_from: StageInit | None = None,
+        block_lr: dict[str, float] | None = None,
+        scheduler_interval: Literal["epoch", "step"] = "epoch",
     ) -> None:
         super().__init__()
+        self.scheduler_interval = scheduler_interval
+        self.block_lr = dict(block_lr or {})
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.init_from = init_from
@@ -65,12 +70,22 @@ class XrgTask(L.LightningModule):
             load_block_weights(block, init.checkpoint, prefix)
             log.info("initialised %s from %s [%s]", attribute, init.checkpoint, prefix)
 
+    def parameter_groups(self) -> list[dict]:
+        """Trainable parameters, with their own learning rate for blocks named in `block_lr`
+        (R2Gen trains its visual extractor at 5e-5 and the rest at 1e-4)."""
+        groups = {name: {"params": [], "lr": lr} for name, lr in self.block_lr.items()}
+        rest: list[torch.nn.Parameter] = []
+        for name, parameter in self.named_parameters():
+            if parameter.requires_grad:
+                block = name.split(".")[0]
+                (groups[block]["params"] if block in groups else rest).append(parameter)
+        return [{"params": rest}, *(g for g in groups.values() if g["params"])]
+
     def configure_optimizers(self):
-        trainable = [p for p in self.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(trainable)
+        optimizer = self.optimizer_factory(self.parameter_groups())
         if self.scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": self.scheduler_interval}}
 
     def on_fit_start(self) -> None:
         total = sum(p.numel() for p in self.parameters())

@@ -1,0 +1,90 @@
+import torch
+
+from xrg.blocks.decoders import TransformerDecoder
+from xrg.blocks.encoders import Features
+from xrg.data.tokenizers import WordTokenizer
+
+REPORTS = ["the heart is normal .", "there is a small left effusion .", "no pneumothorax ."]
+
+
+def _decoder(**kw) -> TransformerDecoder:
+    torch.manual_seed(0)
+    decoder = TransformerDecoder(
+        WordTokenizer(threshold=1), dim=32, heads=4, ffn_dim=64, encoder_layers=1, decoder_layers=2,
+        dropout=0.0, max_length=12, memory_dim=8, **kw,
+    )
+    decoder.prepare(REPORTS)
+    return decoder.eval()
+
+
+def _memory(batch=3, tokens=5):
+    torch.manual_seed(1)
+    mask = torch.ones(batch, tokens, dtype=torch.bool)
+    mask[0, -2:] = False
+    return Features(torch.randn(batch, tokens, 8), torch.randn(batch, 8), mask)
+
+
+def test_changing_later_tokens_never_changes_earlier_logits():
+    decoder, memory = _decoder(), _memory()
+    ids = decoder.tokenizer.batch_encode(REPORTS, 14)
+    altered = ids.clone()
+    altered[:, 4:] = 5
+    a, b = decoder.logits(memory, ids), decoder.logits(memory, altered)
+    torch.testing.assert_close(a[:, :4], b[:, :4])
+    assert not torch.allclose(a[:, 4:], b[:, 4:])
+
+
+def test_cached_greedy_equals_full_recomputation():
+    decoder, memory = _decoder(), _memory()
+    cached = decoder.generate_ids(memory, num_beams=1, max_length=6)
+    ids = torch.full((3, 1), decoder.tokenizer.bos_id)
+    for _ in range(6):
+        ids = torch.cat([ids, decoder.logits(memory, ids)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    # after EOS the cached search pads; compare up to each row's first EOS
+    for row_cached, row_full in zip(cached.tolist(), ids[:, 1:].tolist()):
+        eos = decoder.tokenizer.eos_id
+        end = row_full.index(eos) + 1 if eos in row_full else len(row_full)
+        assert row_cached[:end] == row_full[:end]
+
+
+def _sequence_logprob(decoder, memory, ids):
+    full = torch.cat([torch.full((ids.shape[0], 1), decoder.tokenizer.bos_id), ids], dim=1)
+    logp = decoder.logits(memory, full[:, :-1]).log_softmax(-1).gather(-1, full[:, 1:, None]).squeeze(-1)
+    eos = decoder.tokenizer.eos_id
+    keep = torch.ones_like(ids, dtype=torch.bool)
+    for r, row in enumerate(ids.tolist()):
+        if eos in row:
+            keep[r, row.index(eos) + 1 :] = False
+    return (logp * keep).sum(-1)
+
+
+def test_beam_search_finds_at_least_the_greedy_score():
+    decoder, memory = _decoder(), _memory()
+    greedy = decoder.generate_ids(memory, num_beams=1, max_length=8)
+    beam = decoder.generate_ids(memory, num_beams=4, max_length=8)
+    assert (_sequence_logprob(decoder, memory, beam) >= _sequence_logprob(decoder, memory, greedy) - 1e-5).all()
+
+
+def test_loss_falls_when_overfitting():
+    decoder, memory = _decoder(), _memory()
+    decoder.train()
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=3e-3)
+    first = None
+    for _ in range(60):
+        loss = decoder.loss(memory, REPORTS)
+        first = first if first is not None else loss.item()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < first * 0.2
+    assert decoder.eval().generate(memory, num_beams=2) == REPORTS
+
+
+def test_state_dict_carries_the_vocabulary():
+    decoder, memory = _decoder(), _memory()
+    fresh = TransformerDecoder(dim=32, heads=4, ffn_dim=64, encoder_layers=1, decoder_layers=2, max_length=12, memory_dim=8)
+    assert not fresh.is_built
+    fresh.load_state_dict(decoder.state_dict())
+    fresh.eval()
+    assert fresh.tokenizer == decoder.tokenizer
+    assert torch.equal(fresh.generate_ids(memory, 3, 8), decoder.generate_ids(memory, 3, 8))
