@@ -1,0 +1,165 @@
+"""Clinical efficacy (CE): agreement of labels extracted from generated and reference reports.
+
+Papers disagree on how to score CE (14 or 5 observations, micro or macro, uncertain read as
+negative or positive), so every convention is reported, each named in its key:
+
+    ce/<labeler>/<average><labels>[_u1]/<p|r|f1>
+
+- average: ``macro`` (mean of per-observation scores, sklearn ``average="macro"``),
+  ``micro`` (pooled counts), ``example`` (per-report P/R/F1 over its positive set, then mean).
+- labels: ``14`` (all CheXpert observations, No Finding included) or ``5`` (`CHEXPERT_5`).
+- no suffix: uncertain (-1) and blank count as negative (R2Gen / RaDialog; the default).
+  ``_u1``: uncertain counts as positive (f1chexbert's convention); blank is always negative.
+The headline number of most report-generation papers is ``ce/chexpert-rules/macro14/f1``.
+docs/clinical_efficacy.md lists every key.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+
+from xrg.data.labels import CHEXPERT_5, CHEXPERT_LABELS
+
+LabelDict = dict[str, "int | None"]
+_FIVE = [CHEXPERT_LABELS.index(name) for name in CHEXPERT_5]
+
+
+def _chexpert_rules() -> Callable[[list[str]], list[LabelDict]]:
+    from xrg.metrics.labeler import label_reports
+
+    return label_reports
+
+
+# Labelers usable by name. Model-based labelers (CheXbert) need weights, so they are built
+# explicitly from xrg.metrics.model_based and their label matrices passed to `ce_from_labels`.
+LABELERS: dict[str, Callable[[], Callable[[list[str]], list[LabelDict]]]] = {"chexpert-rules": _chexpert_rules}
+
+
+def labels_to_matrix(labels: Sequence[LabelDict]) -> Tensor:
+    """Label dicts -> float tensor [N, 14] in CheXpert order, NaN for blank (the batch convention)."""
+    rows = [[math.nan if row.get(name) is None else float(row[name]) for name in CHEXPERT_LABELS] for row in labels]
+    return torch.tensor(rows, dtype=torch.float32).reshape(len(rows), len(CHEXPERT_LABELS))
+
+
+def binarize(matrix: Tensor, uncertain_as: int = 0) -> Tensor:
+    """Codes -> bool positives. Blank (NaN) and 0 are negative; -1 follows `uncertain_as`."""
+    if uncertain_as not in (0, 1):
+        raise ValueError(f"uncertain_as must be 0 or 1, got {uncertain_as!r}")
+    positive = matrix == 1
+    return positive | (matrix == -1) if uncertain_as == 1 else positive
+
+
+def _ratio(numerator: Tensor, denominator: Tensor) -> Tensor:
+    # sklearn's zero_division=0: an observation never predicted has precision 0.
+    return torch.where(denominator > 0, numerator / denominator.clamp(min=1), torch.zeros_like(numerator))
+
+
+def _prf(true_pos: Tensor, predicted: Tensor, actual: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    precision, recall = _ratio(true_pos, predicted), _ratio(true_pos, actual)
+    return precision, recall, _ratio(2 * true_pos, predicted + actual)
+
+
+def per_label_scores(pred: Tensor, ref: Tensor) -> dict[str, Tensor]:
+    """Per-column P, R, F1 and support of bool matrices [N, L]."""
+    pred, ref = pred.double(), ref.double()
+    true_pos, predicted, actual = (pred * ref).sum(0), pred.sum(0), ref.sum(0)
+    precision, recall, f1 = _prf(true_pos, predicted, actual)
+    return {"p": precision, "r": recall, "f1": f1, "support": actual}
+
+
+def _averages(pred: Tensor, ref: Tensor) -> dict[str, dict[str, float]]:
+    scores = per_label_scores(pred, ref)
+    macro = {key: scores[key].mean().item() for key in ("p", "r", "f1")}
+    p_d, r_d = pred.double(), ref.double()
+    micro = dict(zip(("p", "r", "f1"), (t.item() for t in _prf((p_d * r_d).sum(), p_d.sum(), r_d.sum()))))
+    # Example-based: a report with no positives on either side agrees perfectly (scores 1).
+    true_pos, predicted, actual = (p_d * r_d).sum(1), p_d.sum(1), r_d.sum(1)
+    both_empty = (predicted == 0) & (actual == 0)
+    example = {
+        key: torch.where(both_empty, torch.ones_like(value), value).mean().item()
+        for key, value in zip(("p", "r", "f1"), _prf(true_pos, predicted, actual))
+    }
+    return {"macro": macro, "micro": micro, "example": example}
+
+
+def ce_from_labels(pred: Tensor, ref: Tensor, labeler: str = "chexpert-rules") -> dict[str, float]:
+    """Every CE convention from label matrices [N, 14] (codes 1/0/-1, NaN blank)."""
+    if pred.shape != ref.shape or pred.ndim != 2 or pred.shape[1] != len(CHEXPERT_LABELS):
+        raise ValueError(f"expected two [N, {len(CHEXPERT_LABELS)}] label matrices, got {tuple(pred.shape)} and {tuple(ref.shape)}")
+    results: dict[str, float] = {}
+    if pred.shape[0] == 0:
+        return results
+    for suffix, uncertain_as in (("", 0), ("_u1", 1)):
+        pred_bin, ref_bin = binarize(pred, uncertain_as), binarize(ref, uncertain_as)
+        for size, columns in (("14", slice(None)), ("5", _FIVE)):
+            for average, scores in _averages(pred_bin[:, columns], ref_bin[:, columns]).items():
+                for key, value in scores.items():
+                    results[f"ce/{labeler}/{average}{size}{suffix}/{key}"] = value
+    return results
+
+
+def per_label_report(pred: Tensor, ref: Tensor, uncertain_as: int = 0) -> dict[str, dict[str, float]]:
+    """{observation: {p, r, f1, support}} for notes and error analysis."""
+    scores = per_label_scores(binarize(pred, uncertain_as), binarize(ref, uncertain_as))
+    return {name: {key: scores[key][i].item() for key in scores} for i, name in enumerate(CHEXPERT_LABELS)}
+
+
+def format_per_label_report(report: dict[str, dict[str, float]]) -> str:
+    """A markdown table of `per_label_report`."""
+    lines = ["| observation | P | R | F1 | support |", "|---|---|---|---|---|"]
+    for name, s in report.items():
+        lines.append(f"| {name} | {s['p']:.3f} | {s['r']:.3f} | {s['f1']:.3f} | {int(s['support'])} |")
+    return "\n".join(lines)
+
+
+def label_texts(texts: Sequence[str], labeler: str = "chexpert-rules") -> Tensor:
+    if labeler not in LABELERS:
+        raise ValueError(f"unknown labeler {labeler!r}; expected one of {sorted(LABELERS)}")
+    return labels_to_matrix(LABELERS[labeler]()(list(texts)))
+
+
+def clinical_efficacy(generated: list[str], references: list[str], labeler: str = "chexpert-rules") -> dict[str, float]:
+    """CE of generated reports against references, every convention (see module docstring)."""
+    if len(generated) != len(references):
+        raise ValueError(f"got {len(generated)} generated reports but {len(references)} references")
+    return ce_from_labels(label_texts(generated, labeler), label_texts(references, labeler), labeler)
+
+
+class ClinicalEfficacy(Metric):
+    """Accumulates report strings; labels and scores once on the whole (all-rank) set.
+
+    Strings are gathered across ranks with `all_gather_object`, so the score does not depend
+    on the number of GPUs (scoring per rank and averaging would).
+    """
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, labeler: str = "chexpert-rules", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if labeler not in LABELERS:
+            raise ValueError(f"unknown labeler {labeler!r}; expected one of {sorted(LABELERS)}")
+        self.labeler = labeler
+        self.add_state("generated", default=[], dist_reduce_fx=None)
+        self.add_state("references", default=[], dist_reduce_fx=None)
+
+    def update(self, generated: Sequence[str], references: Sequence[str]) -> None:
+        if len(generated) != len(references):
+            raise ValueError(f"got {len(generated)} generated reports but {len(references)} references")
+        self.generated.extend(generated)
+        self.references.extend(references)
+
+    def _sync_dist(self, dist_sync_fn: Callable | None = None, process_group: Any | None = None) -> None:
+        group = process_group or self.process_group
+        gathered: list[Any] = [None] * torch.distributed.get_world_size(group)
+        torch.distributed.all_gather_object(gathered, (list(self.generated), list(self.references)), group=group)
+        self.generated = [text for generated, _ in gathered for text in generated]
+        self.references = [text for _, references in gathered for text in references]
+
+    def compute(self) -> dict[str, float]:
+        return clinical_efficacy(self.generated, self.references, self.labeler)
