@@ -1,0 +1,77 @@
+"""Findings / concept heads: visual Features -> logits `[B, K]` over named observations.
+
+The one base class of this kind. A head says what it predicts (`label_names`), scores it
+(`forward`), trains with a masked BCE (blank labels, NaN, are skipped) whose positive weights can
+be fitted from training labels, and writes its predictions as text for an LLM prompt.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+import torch.nn.functional as F
+
+from xrg.blocks.encoders.base import Block, Features
+
+NO_FINDING = "No Finding"
+
+
+class FindingsHead(Block, ABC):
+    def __init__(self, label_names: list[str], threshold: float = 0.5) -> None:
+        super().__init__()
+        if not label_names:
+            raise ValueError("a findings head needs at least one label name")
+        self.label_names = list(label_names)
+        self.threshold = threshold
+        # Saved with the weights: a restored head weighs its loss exactly as it was trained.
+        self.register_buffer("pos_weight", torch.ones(len(self.label_names)))
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    @abstractmethod
+    def forward(self, features: Features) -> torch.Tensor:
+        """Logits `[B, K]`, one per name in `label_names`."""
+
+    def fit_pos_weight(self, labels: torch.Tensor) -> torch.Tensor:
+        """RaDialog's weighting: pos_weight_k = log(N / count_k) over the studies where label k is
+        not blank (N) and positive (count_k); a label never positive keeps weight 1."""
+        known = _known(labels)
+        total = known.sum(0).float()
+        positives = ((labels == 1) & known).sum(0).float()
+        weight = torch.where(positives > 0, torch.log(total / positives.clamp_min(1)), torch.ones_like(total))
+        # log(N/count) is 0 for a label positive in every study; keep a small floor so it still learns.
+        self.pos_weight.copy_(weight.clamp_min(1e-3))
+        return self.pos_weight
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """BCE with `pos_weight`, averaged over the known entries (blank NaN and uncertain -1 are
+        skipped, as they are never written into prompts either)."""
+        known = _known(labels)
+        targets = torch.where(known, (labels == 1).to(logits.dtype), torch.zeros_like(logits))
+        per_entry = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=self.pos_weight, reduction="none")
+        return (per_entry * known).sum() / known.sum().clamp_min(1)
+
+    def predicted_names(self, probs: torch.Tensor, threshold: float | None = None) -> list[list[str]]:
+        """Names over the threshold per study; "No Finding" is dropped when anything else is found."""
+        threshold = self.threshold if threshold is None else threshold
+        return [names_from_row(row, self.label_names, threshold) for row in probs]
+
+    def to_text(self, probs: torch.Tensor, threshold: float | None = None) -> list[str]:
+        """Readable findings per study for a prompt, e.g. "cardiomegaly, pleural effusion"."""
+        return [", ".join(n.lower() for n in names) or "none" for names in self.predicted_names(probs, threshold)]
+
+
+def names_from_row(row: torch.Tensor, label_names: list[str], threshold: float = 0.5) -> list[str]:
+    """Names whose value is over `threshold` (probabilities, or labels where 1 is positive);
+    "No Finding" only when nothing else is present, as RaDialog writes its prompts."""
+    names = [name for name, value in zip(label_names, row.tolist()) if value == value and value >= threshold]
+    if len(names) > 1 and NO_FINDING in names:
+        names.remove(NO_FINDING)
+    return names
+
+
+def _known(labels: torch.Tensor) -> torch.Tensor:
+    return ~torch.isnan(labels) & (labels != -1)
