@@ -1,0 +1,84 @@
+"""CheXbert (Smit et al., 2020) as a labeler: a BERT encoder and 14 linear heads on [CLS].
+
+Head layout of the released `chexbert.pth`: 13 heads with 4 classes (0 blank, 1 positive,
+2 negative, 3 uncertain) in CheXbert's order below, then one No Finding head with 2 classes
+(0 blank, 1 positive). CheXbert's order differs from CheXpert's (Lung Opacity before Lung
+Lesion, No Finding last); outputs are returned in `CHEXPERT_LABELS` order.
+f1chexbert's "CheXbert F1" is `ce/chexbert/micro5_u1/f1` of `chexbert_f1`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from xrg.data.labels import CHEXPERT_LABELS
+from xrg.metrics.model_based._weights import MissingWeightsError, resolve_weights
+
+CHEXBERT_ORDER = (
+    "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema", "Consolidation",
+    "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other", "Fracture",
+    "Support Devices", "No Finding",
+)
+CLASS_TO_CODE = (math.nan, 1.0, 0.0, -1.0)  # head class index -> CheXpert code
+HINT = (
+    "Put CheXbert's checkpoint (chexbert.pth, from the CheXbert authors) at the path given as `checkpoint`, "
+    "and a bert-base-uncased folder (config + tokenizer) at the path given as `encoder`."
+)
+
+
+class ChexbertLabeler(nn.Module):
+    def __init__(self, encoder: str, checkpoint: str | None = None, device: str = "cpu") -> None:
+        super().__init__()
+        from transformers import AutoTokenizer, BertConfig, BertModel
+
+        encoder_path = resolve_weights(encoder, "CheXbert", HINT)
+        self.tokenizer = AutoTokenizer.from_pretrained(encoder_path, local_files_only=True)
+        self.bert = BertModel(BertConfig.from_pretrained(encoder_path, local_files_only=True), add_pooling_layer=False)
+        hidden = self.bert.config.hidden_size
+        self.dropout = nn.Dropout(0.1)
+        self.linear_heads = nn.ModuleList([nn.Linear(hidden, 4) for _ in range(13)] + [nn.Linear(hidden, 2)])
+        if checkpoint is not None:
+            self.load_checkpoint(checkpoint)
+        self.eval().to(device)
+        self.device_name = device
+
+    def load_checkpoint(self, checkpoint: str | Path) -> None:
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise MissingWeightsError(f"CheXbert: checkpoint {str(path)!r} not found. {HINT}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("model_state_dict", state)
+        # the release was saved from nn.DataParallel: keys start with "module."
+        state = {key.removeprefix("module."): value for key, value in state.items()}
+        state.pop("bert.embeddings.position_ids", None)
+        self.load_state_dict(state, strict=True)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
+        cls = self.dropout(self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0])
+        return [head(cls) for head in self.linear_heads]
+
+    @torch.no_grad()
+    def label_matrix(self, reports: Sequence[str], batch_size: int = 16) -> torch.Tensor:
+        """Codes [N, 14] in CHEXPERT_LABELS order, NaN for blank."""
+        rows = []
+        for start in range(0, len(reports), batch_size):
+            batch = self.tokenizer(list(reports[start:start + batch_size]), padding=True, truncation=True,
+                                   max_length=512, return_tensors="pt").to(self.device_name)
+            classes = torch.stack([logits.argmax(-1) for logits in self(batch["input_ids"], batch["attention_mask"])], 1)
+            rows.append(torch.tensor(CLASS_TO_CODE)[classes.cpu()])
+        codes = torch.cat(rows) if rows else torch.empty(0, 14)
+        return codes[:, [CHEXBERT_ORDER.index(name) for name in CHEXPERT_LABELS]]
+
+
+def chexbert_f1(labeler: ChexbertLabeler, generated: list[str], references: list[str]) -> dict[str, float]:
+    """Every CE convention with CheXbert labels, keys `ce/chexbert/...`."""
+    from xrg.metrics.ce import ce_from_labels
+
+    if len(generated) != len(references):
+        raise ValueError(f"got {len(generated)} generated reports but {len(references)} references")
+    return ce_from_labels(labeler.label_matrix(generated), labeler.label_matrix(references), labeler="chexbert")
