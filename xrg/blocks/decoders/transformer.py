@@ -25,6 +25,15 @@ def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
     return table
 
 
+def sincos_2d_positions(height: int, width: int, dim: int) -> torch.Tensor:
+    """`[height*width, dim]`: the first half of the channels encode the column, the second the row."""
+    if dim % 4:
+        raise ValueError(f"2-D sin-cos positions need a width divisible by 4, got {dim}")
+    columns = sinusoidal_positions(width, dim // 2)  # [w, dim/2]
+    rows = sinusoidal_positions(height, dim // 2)  # [h, dim/2]
+    return torch.cat([columns.repeat(height, 1), rows.repeat_interleave(width, dim=0)], dim=1)
+
+
 def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     return x.unflatten(-1, (heads, -1)).transpose(1, 2)  # [B, T, D] -> [B, H, T, D/H]
 
@@ -97,6 +106,7 @@ class TransformerDecoder(Decoder):
         length_penalty: float = 0.0,
         memory_dim: int | None = None,
         max_positions: int = 512,
+        memory_grid: tuple[int, int] | None = None,
     ) -> None:
         super().__init__(tokenizer if tokenizer is not None else WordTokenizer(threshold=3))
         self.dim, self.heads, self.max_length = dim, heads, max_length
@@ -109,6 +119,13 @@ class TransformerDecoder(Decoder):
         self.final_norm = nn.LayerNorm(dim)
         self.embed_dropout = nn.Dropout(dropout)
         self.register_buffer("positions", sinusoidal_positions(max_positions, dim), persistent=False)
+        # Memory laid out as views of an (h, w) grid (UniCrossAdapter): fixed 2-D positions per view
+        # and a learned CLS token in front. Without a grid the memory is an unordered set, as in R2Gen.
+        self.memory_grid = tuple(memory_grid) if memory_grid is not None else None
+        self.memory_cls: nn.Parameter | None = None
+        if self.memory_grid is not None:
+            self.register_buffer("memory_positions", sincos_2d_positions(*self.memory_grid, dim), persistent=False)
+            self.memory_cls = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
         self.embed: nn.Embedding | None = None
         self.head: nn.Linear | None = None
         if memory_dim is not None:
@@ -132,10 +149,23 @@ class TransformerDecoder(Decoder):
     def encode_memory(self, memory: Features) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.memory_proj is None:
             raise RuntimeError("decoder has no memory projection: call bind_memory(visual_dim) first")
-        padding = None if memory.mask is None else ~memory.mask
-        encoded = self.visual_encoder(self.memory_proj(memory.tokens), src_key_padding_mask=padding)
-        attn_mask = None if memory.mask is None else memory.mask[:, None, None, :]
+        x, mask = self.memory_proj(memory.tokens), memory.mask
+        if self.memory_grid is not None:
+            x, mask = self._add_grid_positions(x, mask)
+        padding = None if mask is None else ~mask
+        encoded = self.visual_encoder(x, src_key_padding_mask=padding)
+        attn_mask = None if mask is None else mask[:, None, None, :]
         return self.visual_norm(encoded), attn_mask
+
+    def _add_grid_positions(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        cells = self.memory_positions.shape[0]
+        if x.shape[1] % cells:
+            raise ValueError(f"memory has {x.shape[1]} tokens, not a whole number of {self.memory_grid} grids")
+        x = x + self.memory_positions.repeat(x.shape[1] // cells, 1)  # the same positions in every view
+        x = torch.cat([self.memory_cls.expand(x.shape[0], -1, -1), x], dim=1)
+        if mask is not None:
+            mask = torch.cat([mask.new_ones(mask.shape[0], 1), mask], dim=1)
+        return x, mask
 
     def _embed(self, ids: torch.Tensor, start: int) -> torch.Tensor:
         x = self.embed(ids) * math.sqrt(self.dim) + self.positions[start : start + ids.shape[1]]

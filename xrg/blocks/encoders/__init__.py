@@ -6,3 +6,6 @@ __all__ = ["Block", "Features", "ImageEncoder", "TextEncoder", "TimmImageEncoder
 from xrg.blocks.encoders.hf_text import HFTextEncoder, minilm_path  # noqa: E402
 
 __all__ += ["HFTextEncoder", "minilm_path"]
+from xrg.blocks.encoders.open_clip_encoders import ClipTokenizer, OpenClipImageEncoder, OpenClipTextEncoder  # noqa: E402
+
+__all__ += ["ClipTokenizer", "OpenClipImageEncoder", "OpenClipTextEncoder"]
