@@ -2,7 +2,7 @@
 
 Each line is ``{"id": ..., "generated": ..., "reference": ...}``. Bad lines raise ``DataError``
 naming the file and line. An empty ``generated`` is a legitimate model output (the model stopped at
-once): it is scored as an empty report (0 on every metric) and counted in the printed summary.
+once): it is kept empty (not cleaned), scores ~0 on every metric, and is counted in the summary.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ def evaluate(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(summary JSON, per-sample rows) for validated prediction rows."""
     cleaner = get_cleaner(clean)
-    generated = [cleaner(row["generated"]) for row in rows]
+    # An empty report stays empty: cleaning would turn it into " ." and hide the failure.
+    generated = [cleaner(row["generated"]) if row["generated"].strip() else "" for row in rows]
     references = [cleaner(row["reference"]) for row in rows]
     metrics = METRICS if meteor else tuple(name for name in METRICS if name != "meteor")
     scores = score_pairs(generated, references, metrics, tokenize)
