@@ -1,0 +1,45 @@
+"""Every recipe parses against the code; every CPU-size recipe fits one batch (fast_dev_run).
+
+Paper-size recipes name hub backbones that cannot be downloaded here, so they are parsed with
+--print_config only; their CPU-size twins exercise the same classes for real.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from xrg.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
+SYNTHETIC = [r for r in RECIPES if "synthetic" in r.name]
+
+
+def _id(path: Path) -> str:
+    return str(path.relative_to(REPO / "recipes"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("synthetic") / "benchmark"
+
+
+def test_there_are_recipes():
+    assert SYNTHETIC and len(RECIPES) > len(SYNTHETIC)
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=_id)
+def test_recipe_parses(recipe, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(recipe), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    assert "class_path" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("recipe", SYNTHETIC, ids=_id)
+def test_synthetic_recipe_fits_one_batch(recipe, tmp_path, synthetic_root):
+    args = ["fit", "--config", str(recipe), "--trainer.fast_dev_run=true", f"--trainer.default_root_dir={tmp_path}"]
+    if "synthetic:" in recipe.read_text():
+        # One small benchmark shared by all recipes of the session keeps this test quick.
+        args += [f"--data.init_args.synthetic.root={synthetic_root}", "--data.init_args.synthetic.num_studies=120"]
+    main(args)
