@@ -64,9 +64,10 @@ class XrgTask(L.LightningModule):
 
     def load_stage_init(self, init: StageInit) -> None:
         for attribute, prefix in init.blocks.items():
-            block = getattr(self, attribute, None)
-            if block is None:
-                raise ValueError(f"init_from names block {attribute!r}, which this task does not have")
+            try:  # a dotted name reaches a block inside a block, e.g. "perception.joint"
+                block = self.get_submodule(attribute)
+            except AttributeError:
+                raise ValueError(f"init_from names block {attribute!r}, which this task does not have") from None
             load_block_weights(block, init.checkpoint, prefix)
             log.info("initialised %s from %s [%s]", attribute, init.checkpoint, prefix)
 
