@@ -44,23 +44,25 @@ MEDIASTINUM = (
 LUNGS = r"lungs?|lung fields?|lung parenchyma"
 ANGLES = r"costophrenic (?:angles?|sulci|recess\w*)|pleural spaces?"
 
+def structure_mentions(direct: str, subject: str, abnormal: str) -> list[tuple[str, str]]:
+    """A structure that is enlarged (finding), borderline (-1) or normal (0), plus direct terms."""
+    return [
+        (direct, "finding"),
+        (either_order(subject, BORDERLINE), "borderline"),
+        (either_order(subject, abnormal), "finding"),
+        (either_order(subject, NORMAL), "normal"),
+    ]
+
+
 # ---- mentions, per observation, in CheXpert order (No Finding is derived, never mentioned) ----
 # (pattern, kind); tried in order, earlier matches claim their words.
 MENTIONS: dict[str, list[tuple[str, str]]] = {
-    "Enlarged Cardiomediastinum": [
-        (r"\bwiden\w* (?:of )?(?:the )?(?:superior )?mediastinum\b|\bmediastinal (?:widening|enlargement)\b"
-         r"|\bcardiomediastinal enlargement\b", "finding"),
-        (either_order(MEDIASTINUM, BORDERLINE), "borderline"),
-        (either_order(MEDIASTINUM, WIDENED), "finding"),
-        (either_order(MEDIASTINUM, NORMAL), "normal"),
-    ],
-    "Cardiomegaly": [
-        (r"\bcardiomegaly\b|\bcardiac enlargement\b|\benlarge\w* (?:of )?(?:the )?(?:heart|cardiac silhouette)\b"
-         r"|\b(?:large|enlarged) heart\b", "finding"),
-        (either_order(HEART, BORDERLINE), "borderline"),
-        (either_order(HEART, ENLARGED), "finding"),
-        (either_order(HEART, NORMAL), "normal"),
-    ],
+    "Enlarged Cardiomediastinum": structure_mentions(
+        r"\bwiden\w* (?:of )?(?:the )?(?:superior )?mediastinum\b|\bmediastinal (?:widening|enlargement)\b"
+        r"|\bcardiomediastinal enlargement\b", MEDIASTINUM, WIDENED),
+    "Cardiomegaly": structure_mentions(
+        r"\bcardiomegaly\b|\bcardiac enlargement\b|\benlarge\w* (?:of )?(?:the )?(?:heart|cardiac silhouette)\b"
+        r"|\b(?:large|enlarged) heart\b", HEART, ENLARGED),
     "Lung Lesion": [
         (r"\bnodul(?:e|es|ar|arity)\b|\bmass(?:es)?\b|\blesions?\b|\btumou?rs?\b|\bneoplasm\w*\b|\bcarcinoma\b"
          r"|\bmalignan\w*|\b(?:lung|pulmonary) metasta\w*|\blump\b|\bcavitary lesion\b", "finding"),
