@@ -26,14 +26,18 @@ class Study:
     split: str
 
 
-def read_annotation(path: str | Path) -> dict[str, list[Study]]:
-    path = Path(path)
+def read_json(path: Path, what: str) -> Any:
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DataError(f"{path}: annotation file not found") from None
+        raise DataError(f"{path}: {what} file not found") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DataError(f"{path}: not a UTF-8 JSON file ({err})") from None
+
+
+def read_annotation(path: str | Path) -> dict[str, list[Study]]:
+    path = Path(path)
+    raw = read_json(path, "annotation")
     if not isinstance(raw, dict) or not any(split in raw for split in SPLITS):
         raise DataError(f"{path}: expected an object with keys {list(SPLITS)}, got {type(raw).__name__}")
     return {split: [_parse_item(item, path, split, i) for i, item in enumerate(raw.get(split, []))] for split in SPLITS}
@@ -60,12 +64,7 @@ def _parse_item(item: Any, path: Path, split: str, index: int) -> Study:
 def read_labels(path: str | Path) -> dict[str, list[float]]:
     """labels.json: {study_id: {observation: 1|0|-1|null}} -> {study_id: 14 floats, NaN for blank}."""
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: labels file not found") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: not a UTF-8 JSON file ({err})") from None
+    raw = read_json(path, "labels")
     if not isinstance(raw, dict):
         raise DataError(f"{path}: expected an object mapping study id to labels")
     table = {}
