@@ -1,0 +1,77 @@
+"""TRRG recipes end to end: stage 1 -> checkpoint -> stage 2 (K = 3 and K = 14), and the ablation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from xrg.checkpoints import read_state_dict
+from xrg.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes" / "trrg"
+TINY_TEXT = "{hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64}"
+
+
+def _small(root: Path, run: Path) -> list[str]:
+    """A tiny benchmark, a tiny CNN and short runs, so the chain takes seconds, not minutes."""
+    return [
+        f"--data.init_args.synthetic.root={root}",
+        "--data.init_args.synthetic.num_studies=24",
+        "--data.init_args.synthetic.image_size=64",
+        "--data.init_args.image_size=64",
+        "--data.init_args.resize=72",
+        "--data.init_args.batch_size=4",
+        "--model.init_args.image_encoder.init_args.model_name=test_resnet",
+        "--trainer.max_steps=2",
+        "--trainer.limit_val_batches=1",
+        "--trainer.num_sanity_val_steps=0",
+        f"--trainer.default_root_dir={run}",
+    ]
+
+
+def _last_checkpoint(run: Path) -> Path:
+    (path,) = run.rglob("last.ckpt")
+    return path
+
+
+@pytest.fixture(scope="module")
+def stage1(tmp_path_factory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("trrg")
+    root, run = tmp / "benchmark", tmp / "stage1"
+    main(["fit", "--config", str(RECIPES / "stage1_synthetic.yaml"), *_small(root, run),
+          f"--model.init_args.text_encoder.init_args.config={TINY_TEXT}"])
+    return root, _last_checkpoint(run)
+
+
+def _stage2(root: Path, run: Path, checkpoint: Path, *extra: str) -> dict[str, torch.Tensor]:
+    main(["fit", "--config", str(RECIPES / "stage2_synthetic.yaml"), *_small(root, run),
+          "--model.init_args.decoder.init_args.max_length=12", "--model.init_args.decoder.init_args.num_beams=1",
+          f"--model.init_args.init_from.checkpoint={checkpoint}", *extra])
+    return read_state_dict(_last_checkpoint(run))
+
+
+@pytest.mark.parametrize("names", [["Cardiomegaly", "Pleural Effusion", "Pneumothorax"], None], ids=["K3", "K14"])
+def test_stage2_starts_from_stage1_with_any_number_of_diseases(stage1, tmp_path, names):
+    root, checkpoint = stage1
+    extra = [f"--model.init_args.perception.init_args.text_encoder.init_args.config={TINY_TEXT}"]
+    if names is not None:
+        extra.append(f"--model.init_args.perception.init_args.label_names=[{', '.join(names)}]")
+    state = _stage2(root, tmp_path / "stage2", checkpoint, *extra)
+    pretrained = read_state_dict(checkpoint)
+    joint = {k: v for k, v in pretrained.items() if k.startswith("joint.")}
+    assert joint
+    for key, value in joint.items():  # the frozen perception is exactly stage 1's joint space
+        torch.testing.assert_close(state[f"perception.{key}"], value)
+    assert state["perception.pos_weight"].numel() == (len(names) if names else 14)
+
+
+def test_without_clue_modules_is_plain_report_generation(stage1, tmp_path):
+    root, checkpoint = stage1
+    state = _stage2(root, tmp_path / "ablation", checkpoint,
+                    "--model.init_args.perception=null", "--model.init_args.injector=null",
+                    "--model.init_args.interaction=null", "--model.init_args.init_from.blocks={image_encoder: image_encoder}")
+    assert not any(k.startswith(("perception.", "injector.", "interaction.", "consistency_head.")) for k in state)
+    assert any(k.startswith("image_encoder.") for k in state)
