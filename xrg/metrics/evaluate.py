@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,10 @@ from xrg.metrics.bootstrap import BOOTSTRAP_NOTE, bootstrap_intervals
 from xrg.metrics.nlg.scores import METRICS, score_pairs
 
 
-def read_predictions(path: Path) -> list[dict[str, str]]:
-    """Validated rows ``{"id", "generated", "reference"}`` of a predictions JSONL file."""
+def _json_objects(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """("path:line", object) for every non-blank line; undecodable lines raise DataError."""
     if not path.is_file():
         raise DataError(f"{path}: predictions file not found")
-    rows: list[dict[str, str]] = []
-    first_line_of: dict[str, int] = {}
     for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
         where = f"{path}:{number}"
         try:
@@ -38,6 +37,14 @@ def read_predictions(path: Path) -> list[dict[str, str]]:
             raise DataError(f"{where}: not a JSON line ({error.msg})") from None
         if not isinstance(row, dict):
             raise DataError(f"{where}: expected a JSON object with id, generated, reference")
+        yield where, row
+
+
+def read_predictions(path: Path) -> list[dict[str, str]]:
+    """Validated rows ``{"id", "generated", "reference"}`` of a predictions JSONL file."""
+    rows: list[dict[str, str]] = []
+    first_seen: dict[str, str] = {}
+    for where, row in _json_objects(path):
         for key in ("id", "generated", "reference"):
             if row.get(key) is None:
                 raise DataError(f"{where}: missing {key!r}")
@@ -49,9 +56,9 @@ def read_predictions(path: Path) -> list[dict[str, str]]:
         if not row["reference"].strip():
             raise DataError(f"{where}: empty 'reference' for study {row['id']!r}")
         study = str(row["id"])
-        if study in first_line_of:
-            raise DataError(f"{where}: duplicated id {study!r} (first seen on line {first_line_of[study]})")
-        first_line_of[study] = number
+        if study in first_seen:
+            raise DataError(f"{where}: duplicated id {study!r} (first seen on line {first_seen[study].rsplit(':', 1)[1]})")
+        first_seen[study] = where
         rows.append({"id": study, "generated": row["generated"], "reference": row["reference"]})
     if not rows:
         raise DataError(f"{path}: no predictions")

@@ -65,6 +65,25 @@ class PairedTextMetric(Metric):
             self._append([text for pair in zip(rank_generated, rank_references) for text in pair])
 
     def compute(self) -> dict[str, float]:
+        distributed = self._is_synced and torch.distributed.is_available() and torch.distributed.is_initialized()
+        if not distributed:
+            return self._score()
+        # Every rank holds the whole set now; rank 0 scores it once (one METEOR JVM, not one per
+        # rank) and shares the result, or its error, so no rank waits forever.
+        group = self.process_group
+        result: list[Any] = [None]
+        if torch.distributed.get_rank(group) == 0:
+            try:
+                result[0] = self._score()
+            except Exception as error:  # noqa: BLE001 - re-raised on every rank below
+                result[0] = error
+        source = 0 if group is None else torch.distributed.get_global_rank(group, 0)
+        torch.distributed.broadcast_object_list(result, src=source, group=group)
+        if isinstance(result[0], Exception):
+            raise result[0]
+        return result[0]
+
+    def _score(self) -> dict[str, float]:
         generated, references = self.texts()
         return score_pairs(generated, references, self.metrics, self.tokenize).corpus
 
