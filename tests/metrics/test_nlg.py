@@ -166,3 +166,13 @@ def test_bad_input_is_rejected() -> None:
         score_pairs(["a"], ["a"], ("bleu", "spice"))
     with pytest.raises(ValueError, match="no report pairs"):
         score_pairs([], [], ("bleu",))
+
+
+def test_large_vocabulary_key_path_gives_the_same_scores(monkeypatch) -> None:
+    # Composite n-gram keys are renumbered when they could overflow int64; force that path.
+    from xrg.metrics.nlg import ngrams
+
+    generated, references = _random_pairs(30, seed=9)
+    expected = score_pairs(generated, references, ("bleu", "rouge_l", "cider")).corpus
+    monkeypatch.setattr(ngrams, "_KEY_LIMIT", 1000)
+    assert score_pairs(generated, references, ("bleu", "rouge_l", "cider")).corpus == expected
