@@ -153,3 +153,12 @@ def test_construction_errors_are_clear():
         CausalLMDecoder(config=TINY)
     with pytest.raises(ValueError, match="memory width"):
         CausalLMDecoder(config=TINY, tokenizer=fitted_tokenizer(), memory_projection="none", memory_dim=8)
+
+
+def test_lora_decoder_starts_from_a_plain_decoders_weights():
+    plain = make_decoder(freeze_llm=False)
+    train(plain, memory(), steps=3)
+    lora = CausalLMDecoder(config=TINY, tokenizer=BPETokenizer(vocab_size=300), memory_dim=8, lora=LoRASettings(r=4, alpha=8))
+    lora.load_state_dict(plain.state_dict())  # LoRA B is zero at start: same function as the plain model
+    mem = memory()
+    torch.testing.assert_close(lora.eval().logits(mem, REPORTS, PROMPTS), plain.eval().logits(mem, REPORTS, PROMPTS))

@@ -290,7 +290,29 @@ class CausalLMDecoder(Decoder):
         llm.save_pretrained(str(directory))
         return Path(directory)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # may build the LLM
+        if self._has_adapter():
+            _plain_to_lora_keys(state_dict, prefix + "llm.", self.llm)
+
     def _has_adapter(self) -> bool:
         from peft import PeftModel
 
         return isinstance(self.llm, PeftModel)
+
+
+def _plain_to_lora_keys(state_dict: dict[str, torch.Tensor], prefix: str, peft_model: nn.Module) -> None:
+    """Let a LoRA decoder start from a plain one's weights (stage chaining: the stage before had
+    no adapters). Plain keys move under peft's names; the adapters keep their fresh values."""
+    if not any(k.startswith(prefix) for k in state_dict) or any(k.startswith(prefix + "base_model.") for k in state_dict):
+        return
+    own = peft_model.state_dict()
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        name = "base_model.model." + key[len(prefix):]
+        if name not in own:
+            head, _, leaf = name.rpartition(".")
+            name = f"{head}.base_layer.{leaf}"  # a layer peft wrapped keeps its weight in base_layer
+        state_dict[prefix + name] = state_dict.pop(key)
+    for name, value in own.items():
+        if "lora_" in name:
+            state_dict.setdefault(prefix + name, value)

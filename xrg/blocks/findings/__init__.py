@@ -1,3 +1,4 @@
 from xrg.blocks.findings.base import FindingsHead, names_from_row
+from xrg.blocks.findings.classifier import FindingsClassifier
 
-__all__ = ["FindingsHead", "names_from_row"]
+__all__ = ["FindingsClassifier", "FindingsHead", "names_from_row"]

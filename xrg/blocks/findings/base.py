@@ -31,6 +31,15 @@ class FindingsHead(Block, ABC):
     def num_labels(self) -> int:
         return len(self.label_names)
 
+    def bind_input(self, dim: int) -> None:
+        """Called by the task with the width of the visual features it will pass in."""
+        if getattr(self, "input_dim", None) != dim:
+            self.input_dim = dim
+            self._build_input_layers(dim)
+
+    def _build_input_layers(self, dim: int) -> None:
+        """Create the layers whose size depends on the visual width (if the head has any)."""
+
     @abstractmethod
     def forward(self, features: Features) -> torch.Tensor:
         """Logits `[B, K]`, one per name in `label_names`."""

@@ -1,0 +1,108 @@
+"""Findings classification: image encoder -> findings head, masked BCE, AUC per label.
+
+Stage 1 of RaDialog: the head whose predictions are written into the LLM prompt at test time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torchmetrics.functional.classification import binary_auroc
+
+from xrg.blocks.encoders.base import ImageEncoder
+from xrg.blocks.findings.base import FindingsHead
+from xrg.data.errors import DataError
+from xrg.tasks.base import XrgTask
+
+
+def train_labels(datamodule) -> torch.Tensor:
+    """`[N, K]` labels of the training studies (NaN = blank) from a `ReportDataModule`."""
+    datamodule.setup("fit")
+    dataset = datamodule.datasets["train"]
+    if dataset.labels is None:
+        raise DataError(f"{datamodule.annotation_path}: findings training needs labels (give labels_path)")
+    return torch.tensor([dataset.labels[study.id] for study in dataset.studies], dtype=torch.float32)
+
+
+class FindingsClassification(XrgTask):
+    """Trains `findings` on `batch["labels"]`; logs `{split}/auc/<label>` and `{split}/auc_mean`.
+
+    `fit_pos_weight`: at the start of a fresh fit, set the head's BCE positive weights to
+    log(N / count) from the training labels (RaDialog).
+    """
+
+    def __init__(
+        self,
+        image_encoder: ImageEncoder,
+        findings: FindingsHead,
+        fit_pos_weight: bool = True,
+        **task_kwargs: Any,
+    ) -> None:
+        super().__init__(**task_kwargs)
+        self.save_task_hyperparameters(["image_encoder", "findings"])
+        self.image_encoder = image_encoder
+        self.findings = findings
+        self.findings.bind_input(image_encoder.dim)
+        self.fit_pos_weight = fit_pos_weight
+        self._outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"val": [], "test": []}
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if stage == "fit" and self.fit_pos_weight and not self.trainer.ckpt_path and datamodule is not None:
+            self.findings.fit_pos_weight(train_labels(datamodule))
+
+    def forward(self, images: torch.Tensor, view_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Probabilities `[B, K]`."""
+        return self.findings(self.image_encoder(images, view_mask)).sigmoid()
+
+    def _logits(self, batch: dict[str, Any]) -> torch.Tensor:
+        if "labels" not in batch:
+            raise DataError(f"batch of studies {batch['ids'][:3]}... has no labels: findings training needs labels")
+        return self.findings(self.image_encoder(batch["images"], batch.get("view_mask")))
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = self.findings.loss(self._logits(batch), batch["labels"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
+        return loss
+
+    def _evaluate(self, batch: dict[str, Any], split: str) -> None:
+        logits = self._logits(batch)
+        self.log(f"{split}/loss", self.findings.loss(logits, batch["labels"]), batch_size=len(batch["ids"]), sync_dist=True)
+        self._outputs[split].append((logits.sigmoid().detach(), batch["labels"]))
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def _log_auc(self, split: str) -> dict[str, float]:
+        outputs, self._outputs[split] = self._outputs[split], []
+        if not outputs:
+            return {}
+        probs = self.all_gather(torch.cat([p for p, _ in outputs])).flatten(0, -2)
+        labels = self.all_gather(torch.cat([y for _, y in outputs])).flatten(0, -2)
+        scores = per_label_auc(probs, labels, self.findings.label_names)
+        if scores:
+            scores["auc_mean"] = sum(scores.values()) / len(scores)
+            self.log_dict({f"{split}/auc/{k}" if k != "auc_mean" else f"{split}/{k}": v for k, v in scores.items()})
+        return scores
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_auc("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_auc("test")
+
+
+def per_label_auc(probs: torch.Tensor, labels: torch.Tensor, names: list[str]) -> dict[str, float]:
+    """ROC AUC per label over studies where it is 0 or 1; labels seen with one class only are left out."""
+    scores = {}
+    for k, name in enumerate(names):
+        known = (labels[:, k] == 0) | (labels[:, k] == 1)
+        target = labels[known, k].long()
+        if target.numel() and 0 < target.sum() < target.numel():
+            scores[name] = float(binary_auroc(probs[known, k], target))
+    return scores
