@@ -60,7 +60,7 @@ def sample_patient(rng: np.random.Generator) -> Patient:
         dome_left=dome_right + u(0.02, 0.07), dome_height=u(0.12, 0.18), ctr=u(0.39, 0.47),
         mediastinum=u(0.07, 0.09), rib_spacing=u(0.1, 0.12),
         tissue=u(0.9, 1.05), air=u(0.58, 0.68), bone=u(0.85, 1.15), markings=u(0.08, 0.13),
-        contrast=u(0.85, 1.05), black=u(0.02, 0.1), gamma=u(0.8, 1.2), noise=u(0.01, 0.025),
+        contrast=u(0.78, 0.95), black=u(-0.1, -0.02), gamma=u(0.85, 1.2), noise=u(0.01, 0.025),
     )
 
 

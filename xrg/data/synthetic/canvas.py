@@ -47,14 +47,15 @@ class Canvas:
         # Body-frame length of one pixel: soft edges are a pixel or two wide at every size.
         self.pixel = 2.0 / size / scale
 
-    def _to_pixel(self, x: float, y: float) -> tuple[float, float]:
+    def to_pixel(self, x: float, y: float) -> tuple[float, float]:
+        """(column, row) of a body-frame point, in pixels."""
         u = self.shift[0] + self.scale * (self._cos * x - self._sin * y)
         v = self.shift[1] + self.scale * (self._sin * x + self._cos * y)
         return (u + 1.0) / 2.0 * self.size, (v + 1.0) / 2.0 * self.size
 
     def window(self, x0: float, x1: float, y0: float, y1: float) -> Window | None:
         """Coordinates of every pixel whose centre may lie in the body-frame box; None if off-image."""
-        corners = [self._to_pixel(x, y) for x in (x0, x1) for y in (y0, y1)]
+        corners = [self.to_pixel(x, y) for x in (x0, x1) for y in (y0, y1)]
         cols = [c for c, _ in corners]
         rows = [r for _, r in corners]
         c0, c1 = max(0, int(min(cols)) - 1), min(self.size, int(max(cols)) + 2)

@@ -103,7 +103,7 @@ def _lung(canvas: Canvas, p: Patient, f: Findings, side: str, vessels: np.ndarra
         collapsed = ramp(cage_r2 - line, 0.01) * upper
         marks *= 1.0 - collapsed
         pleura = ramp(0.02 - np.abs(cage_r2 - line), 0.012) * upper
-        att += k * p.air * (0.3 * pleura - 0.3 * collapsed)
+        att += k * p.air * (0.3 * pleura - 0.22 * collapsed)
     att += lung * (p.markings * marks - p.air)
 
     _ribs(att, p, f, side, lat, y, cage_r2, dome_y, k)
