@@ -36,6 +36,7 @@ class MeteorProcess:
         self.memory = memory
         self._process: subprocess.Popen | None = None
         self._lock = threading.Lock()
+        atexit.register(self.close)
 
     def _start(self) -> subprocess.Popen:
         if self._process is None or self._process.poll() is not None:
@@ -52,7 +53,6 @@ class MeteorProcess:
                 encoding="utf-8",
                 bufsize=1,
             )
-            atexit.register(self.close)
         return self._process
 
     def _read_line(self, process: subprocess.Popen) -> str:
