@@ -55,9 +55,9 @@ def test_cardiomegaly_widens_the_heart():
 def test_effusion_whitens_the_costophrenic_angle_of_its_side():
     normal, patient, geometry = _render(Findings())
     wet, *_ = _render(Findings(effusion={"left": "moderate"}))
-    angle = (0.75 * patient.width, patient.dome_left + 0.05)
-    assert (_patch(wet, geometry, *angle) - _patch(normal, geometry, *angle)).mean() > 12
-    right_angle = (-angle[0], patient.dome_right + 0.05)
+    angle = (0.7 * patient.width, patient.dome_left - 0.03)  # lateral base, just above the dome
+    assert (_patch(wet, geometry, *angle) - _patch(normal, geometry, *angle)).mean() > 30
+    right_angle = (-angle[0], patient.dome_right - 0.03)
     assert np.array_equal(_patch(wet, geometry, *right_angle), _patch(normal, geometry, *right_angle))
 
 
