@@ -176,3 +176,15 @@ def test_large_vocabulary_key_path_gives_the_same_scores(monkeypatch) -> None:
     expected = score_pairs(generated, references, ("bleu", "rouge_l", "cider")).corpus
     monkeypatch.setattr(ngrams, "_KEY_LIMIT", 1000)
     assert score_pairs(generated, references, ("bleu", "rouge_l", "cider")).corpus == expected
+
+
+@needs_java
+def test_meteor_newlines_do_not_break_the_protocol() -> None:
+    from xrg.metrics.nlg.meteor import meteor_process
+
+    references = ["the heart is normal in size .", "no pleural effusion .", "lungs are clear ."]
+    with_newlines = meteor_process().score(["the heart\nis normal .", "no\r\neffusion .", "lungs clear ."], references)
+    flat = meteor_process().score(["the heart is normal .", "no  effusion .", "lungs clear ."], references)
+    assert with_newlines[0] == flat[0]
+    np.testing.assert_array_equal(with_newlines[1], flat[1])
+    assert 0 < flat[0] < 1
