@@ -48,14 +48,16 @@ class Retriever(Block, ABC):
         return {"retriever": type(self).__qualname__}
 
     # --- building, saving, loading ------------------------------------------------------------
-    def build(self, ids: Sequence[str], reports: Sequence[str], image_keys: torch.Tensor | None = None) -> ReportIndex:
+    def build(self, ids: Sequence[str], reports: Sequence[str], image_keys: torch.Tensor | None = None,
+              metadata: dict[str, Any] | None = None) -> ReportIndex:
+        """`metadata`: what else the keys depend on (e.g. a fingerprint of the image weights)."""
         if self.keys_from_images:
             if image_keys is None:
                 raise ValueError(f"{type(self).__name__} indexes image embeddings; pass image_keys")
             keys = image_keys
         else:
             keys = self.embed_reports(list(reports))
-        self.index = ReportIndex(keys, ids, reports, self.describe(), self.backend, self.faiss_index)
+        self.index = ReportIndex(keys, ids, reports, self.describe() | (metadata or {}), self.backend, self.faiss_index)
         return self.index
 
     def save_index(self, directory: str | Path) -> Path:
@@ -63,9 +65,10 @@ class Retriever(Block, ABC):
             raise RuntimeError("no index to save: build() or load_index() first")
         return self.index.save(directory)
 
-    def load_index(self, directory: str | Path) -> ReportIndex:
+    def load_index(self, directory: str | Path, metadata: dict[str, Any] | None = None) -> ReportIndex:
+        """Load a saved index, refusing one built by another retriever or for other `metadata`."""
         index = ReportIndex.load(directory, self.backend, self.faiss_index)
-        expected = self.describe()
+        expected = self.describe() | (metadata or {})
         if index.metadata != expected:
             raise ValueError(f"{directory}: index was built by {index.metadata}, this retriever is {expected}")
         self.index = index
