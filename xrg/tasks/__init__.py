@@ -20,3 +20,7 @@ __all__ += ["FindingsClassification", "LLMReportGeneration", "QFormerAlignment"]
 from xrg.tasks.instruction import InstructionTuning
 
 __all__ += ["InstructionTuning"]
+from xrg.tasks.concept_alignment import ConceptAlignment
+from xrg.tasks.radalign import RadAlign
+
+__all__ += ["ConceptAlignment", "RadAlign"]
