@@ -9,42 +9,21 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from xrg.data.cleaning import CLEANERS, get_cleaner
 from xrg.data.errors import DataError
+from xrg.data.jsonl import read_jsonl_objects
 from xrg.metrics.bootstrap import BOOTSTRAP_NOTE, bootstrap_intervals
 from xrg.metrics.nlg.scores import METRICS, score_pairs
-
-
-def _json_objects(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """("path:line", object) for every non-blank line; undecodable lines raise DataError."""
-    if not path.is_file():
-        raise DataError(f"{path}: predictions file not found")
-    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
-        where = f"{path}:{number}"
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise DataError(f"{where}: not valid UTF-8 ({error.reason} at byte {error.start})") from None
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(f"{where}: not a JSON line ({error.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{where}: expected a JSON object with id, generated, reference")
-        yield where, row
 
 
 def read_predictions(path: Path) -> list[dict[str, str]]:
     """Validated rows ``{"id", "generated", "reference"}`` of a predictions JSONL file."""
     rows: list[dict[str, str]] = []
     first_seen: dict[str, str] = {}
-    for where, row in _json_objects(path):
+    for where, row in read_jsonl_objects(path, "predictions"):
         for key in ("id", "generated", "reference"):
             if row.get(key) is None:
                 raise DataError(f"{where}: missing {key!r}")

@@ -9,13 +9,14 @@ from torch import nn
 
 
 class ReportMetrics(nn.Module):
-    def __init__(self, nlg: bool = True, clinical_efficacy: bool = True) -> None:
+    def __init__(self, nlg: bool = True, meteor: bool = True, clinical_efficacy: bool = True) -> None:
         super().__init__()
         self.metrics = nn.ModuleList()
         if nlg:
             from xrg.metrics.nlg import NLGMetrics
 
-            self.metrics.append(NLGMetrics())
+            # METEOR runs a Java process (seconds to start, 2 GB heap): CPU recipes may skip it.
+            self.metrics.append(NLGMetrics(meteor=meteor))
         if clinical_efficacy:
             from xrg.metrics.ce import ClinicalEfficacy
 

@@ -24,6 +24,7 @@ class ReportGeneration(XrgTask):
         aligner: Aligner | None = None,
         generate_in_validation: bool = True,
         nlg_metrics: bool = True,
+        meteor: bool = True,
         clinical_efficacy: bool = True,
         **task_kwargs: Any,
     ) -> None:
@@ -34,12 +35,12 @@ class ReportGeneration(XrgTask):
         self.decoder = decoder
         self.decoder.bind_memory(aligner.out_dim if aligner is not None else image_encoder.dim)
         self.generate_in_validation = generate_in_validation
-        self._metric_flags = {"nlg": nlg_metrics, "clinical_efficacy": clinical_efficacy}
+        self._metric_flags = {"nlg": nlg_metrics, "meteor": meteor, "clinical_efficacy": clinical_efficacy}
         self.val_metrics = self._build_metrics()
         self.test_metrics = self._build_metrics()
 
     def _build_metrics(self):
-        if not any(self._metric_flags.values()):
+        if not (self._metric_flags["nlg"] or self._metric_flags["clinical_efficacy"]):
             return None
         from xrg.metrics.report import ReportMetrics
 

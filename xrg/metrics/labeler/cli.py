@@ -11,22 +11,16 @@ import json
 from pathlib import Path
 
 from xrg.data.errors import DataError
+from xrg.data.jsonl import read_jsonl_objects
 from xrg.metrics.labeler.rules import ChexpertRulesLabeler
 
 
 def read_reports(path: Path) -> list[tuple[object, str]]:
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-            if not isinstance(row, dict) or "id" not in row or not isinstance(row.get("report"), str):
-                raise DataError(f'{path}:{number}: expected an object with "id" and a string "report"')
-            rows.append((row["id"], row["report"]))
+    for where, row in read_jsonl_objects(path, "reports"):
+        if "id" not in row or not isinstance(row.get("report"), str):
+            raise DataError(f'{where}: expected an object with "id" and a string "report"')
+        rows.append((row["id"], row["report"]))
     return rows
 
 

@@ -1,0 +1,31 @@
+"""Reading JSONL written by people or other tools: every problem names `path:line`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from xrg.data.errors import DataError
+
+
+def read_jsonl_objects(path: str | Path, what: str = "JSONL") -> Iterator[tuple[str, dict[str, Any]]]:
+    """("path:line", object) for every non-blank line; bad bytes, bad JSON or a non-object raise."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {what} file not found")
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        where = f"{path}:{number}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise DataError(f"{where}: not valid UTF-8 ({error.reason} at byte {error.start})") from None
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{where}: not a JSON line ({error.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        yield where, row
