@@ -82,7 +82,7 @@ class QFormerAligner(Aligner):
         self.itm_head = nn.Linear(dim, 2)
         self.temperature = nn.Parameter(torch.tensor(0.07))
         self.bert: nn.Module | None = None
-        self.lm_bias: nn.Parameter | None = None
+        self.itg: nn.ParameterDict | None = None  # output bias of ITG (its weight is the word embeddings)
         if self.tokenizer.is_fitted:
             self._build_bert()
 
@@ -95,7 +95,8 @@ class QFormerAligner(Aligner):
         else:
             self.bert_config.vocab_size = self.tokenizer.vocab_size
             self.bert = BertModel(self.bert_config, add_pooling_layer=False)
-        self.lm_bias = nn.Parameter(torch.zeros(self.bert.config.vocab_size))
+        # A child module, not a parameter of this one: children load after `set_extra_state` built them.
+        self.itg = nn.ParameterDict({"bias": nn.Parameter(torch.zeros(self.bert.config.vocab_size))})
 
     def prepare(self, train_reports: list[str]) -> None:
         """Fit the tokenizer if it needs data, then build the BERT (no-op when already built)."""
@@ -194,7 +195,7 @@ class QFormerAligner(Aligner):
 
         _, text_out = self._run(image, ids, mask, "causal")
         word_embeddings = self.bert.embeddings.word_embeddings.weight
-        logits = text_out[:, :-1] @ word_embeddings.t() + self.lm_bias
+        logits = text_out[:, :-1] @ word_embeddings.t() + self.itg.bias
         labels = ids[:, 1:].masked_fill(~mask[:, 1:], -100)
         itg = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
         return {"itc": itc, "itm": itm, "itg": itg}

@@ -1,0 +1,111 @@
+"""`xrg chat`: talk with a trained LLM report model about one study (RaDialog-style).
+
+The session first writes the report (prompted with the predicted findings), then answers
+follow-ups with the whole conversation as context: "Is there an effusion?", "Correct it: there
+is no pneumothorax", "Explain it simply". From Python:
+
+    session = Session.from_checkpoint("last.ckpt", ["frontal.png", "lateral.png"])
+    session.report(); session.ask("Is there an effusion?")
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from xrg.data.errors import DataError
+
+
+class Session:
+    """A dialog about one study. `model` is an `LLMReportGeneration` (or subclass); `images` is
+    `[V, C, H, W]` already transformed as in training. The image is encoded once."""
+
+    def __init__(self, model, images: torch.Tensor, **generate_kwargs: Any) -> None:
+        if not hasattr(model, "prompt") or not hasattr(model, "findings_names"):
+            raise ValueError(f"{type(model).__name__} is not an LLM report model (needs a prompt builder); chat needs e.g. LLMReportGeneration")
+        self.model = model.eval()
+        self.generate_kwargs = generate_kwargs
+        self.history: list[tuple[str, str]] = []
+        device = next(model.parameters()).device
+        self._batch = {"ids": ["chat"], "images": images.unsqueeze(0).to(device), "view_mask": None}
+        with torch.no_grad():
+            self._features = model.encode(self._batch)
+        self.findings = model.findings_names(self._batch)[0]
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path, image_paths: list[str | Path], **generate_kwargs: Any) -> "Session":
+        """Model and image preprocessing both come from the checkpoint written by `xrg fit`."""
+        from xrg import load
+        from xrg.data.dataset import load_image
+        from xrg.data.transforms import build_transform
+
+        model = load(checkpoint)
+        data = torch.load(checkpoint, map_location="cpu", weights_only=True).get("datamodule_hyper_parameters") or {}
+        transform = build_transform(train=False, image_size=data.get("image_size", 224), resize=data.get("resize", 256), horizontal_flip=False)
+        views = []
+        for path in image_paths[: data.get("max_views", len(image_paths))]:
+            if not Path(path).is_file():
+                raise DataError(f"image {path} does not exist")
+            views.append(transform(load_image(Path(path), str(path))))
+        return cls(model, torch.stack(views), **generate_kwargs)
+
+    def _reply(self, prompt: str) -> str:
+        return self.model.decoder.generate(self._features, [prompt], **self.generate_kwargs)[0]
+
+    def report(self) -> str:
+        """The report (first turn); starts the conversation over."""
+        message = self.model.prompt.message(findings=[n.lower() for n in self.findings])
+        answer = self._reply(self.model.prompt.build(findings=[n.lower() for n in self.findings]))
+        self.history = [("user", message), ("assistant", answer)]
+        return answer
+
+    def ask(self, question: str) -> str:
+        """An answer to a follow-up, given everything said so far (writes the report first if needed)."""
+        if not self.history:
+            self.report()
+        answer = self._reply(self.model.prompt.build(history=self.history, instruction=question))
+        self.history += [("user", question), ("assistant", answer)]
+        return answer
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="xrg chat", description="Talk with a trained LLM report model about an image.")
+    parser.add_argument("--ckpt", required=True, help="checkpoint written by `xrg fit` (LLM report / instruction stage)")
+    parser.add_argument("--image", action="append", required=True, help="image file; repeat for more views")
+    parser.add_argument("--ask", action="append", default=[], help="follow-up question(s) to answer, then exit")
+    parser.add_argument("--max-new-tokens", type=int, default=None)
+    parser.add_argument("--num-beams", type=int, default=None)
+    args = parser.parse_args(argv)
+
+    overrides = {k: v for k, v in {"max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams}.items() if v is not None}
+    session = Session.from_checkpoint(args.ckpt, args.image, **overrides)
+    if session.findings:
+        print(f"predicted findings: {', '.join(session.findings)}")
+    print(f"report: {session.report()}")
+    questions = args.ask
+    interactive = not questions
+    if interactive:
+        print("ask a follow-up (empty line or Ctrl-D to quit)")
+    while True:
+        if questions:
+            question = questions.pop(0)
+            print(f"> {question}")
+        elif interactive:
+            try:
+                question = input("> ").strip()
+            except EOFError:
+                break
+            if not question:
+                break
+        else:
+            break
+        print(session.ask(question))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
