@@ -31,7 +31,7 @@ class DiseaseClueInjector(ClueInjector):
                 nn.Dropout(self.dropout),
                 nn.Linear(self.hidden_dim, self.out_dim),
                 nn.LayerNorm(self.out_dim),
-            )
+            ).train(self.training)  # bound after .eval(): new dropout must not switch back on
 
     def forward(self, probs: torch.Tensor, prompt_embeddings: torch.Tensor) -> torch.Tensor:
         if self.mlp is None:

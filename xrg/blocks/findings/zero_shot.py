@@ -32,6 +32,7 @@ class JointSpace(Block):
         embed_dim: int = 256,
         temperature: float = 0.07,
         max_logit_scale: float = 100.0,
+        text_cache_size: int = 100_000,
     ) -> None:
         super().__init__()
         self.text_encoder = text_encoder
@@ -40,6 +41,9 @@ class JointSpace(Block):
         self.image_projection: nn.Linear | None = None
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / temperature)))
         self.max_log_scale = math.log(max_logit_scale)
+        self.text_cache_size = text_cache_size
+        self._text_cache: dict[str, torch.Tensor] = {}
+        self.register_load_state_dict_post_hook(lambda module, keys: module._text_cache.clear())
 
     def bind_image_dim(self, image_dim: int) -> None:
         if self.image_projection is None or self.image_projection.in_features != image_dim:
@@ -56,7 +60,30 @@ class JointSpace(Block):
 
     def embed_texts(self, texts: list[str]) -> torch.Tensor:
         """Strings -> unit vectors `[N, E]`."""
-        return F.normalize(self.text_projection(self.text_encoder(texts).pooled), dim=-1)
+        return F.normalize(self.text_projection(self.encode_texts(texts)), dim=-1)
+
+    def encode_texts(self, texts: list[str]) -> torch.Tensor:
+        """Pooled text-encoder features `[N, D_text]`.
+
+        A frozen text encoder (no trainable weights; run in eval mode) is a fixed function of the string,
+        and report text is templated, so each distinct string is encoded once and remembered: on
+        CPU this removes most of stage 1's cost. A trainable encoder is always run.
+        """
+        encoder = self.text_encoder
+        if any(p.requires_grad for p in encoder.parameters()):
+            return encoder(texts).pooled
+        new = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
+        if new:
+            was_training = encoder.training
+            encoder.eval()  # cached features must not carry one draw of dropout noise
+            with torch.no_grad():
+                pooled = encoder(new).pooled.cpu()
+            encoder.train(was_training)
+            if len(self._text_cache) + len(new) > self.text_cache_size:
+                self._text_cache.clear()
+            self._text_cache.update(zip(new, pooled))
+        device = self.text_projection.weight.device
+        return torch.stack([self._text_cache[t] for t in texts]).to(device)
 
 
 # Report-style prompts per CheXpert observation: (positive, negative). Phrased as reports state
@@ -127,14 +154,8 @@ class ZeroShotDiseasePerception(FindingsHead):
         if self._cache is not None and not text_side_trains:
             return self._cache
         texts = [t for name in self.label_names for side in self.prompts[name] for t in side]
-        if text_side_trains:
+        with torch.set_grad_enabled(text_side_trains and torch.is_grad_enabled()):
             embedded = self.joint.embed_texts(texts)
-        else:  # fixed prompts are embedded once, deterministically (no dropout), and kept
-            was_training = self.joint.training
-            self.joint.eval()
-            with torch.no_grad():
-                embedded = self.joint.embed_texts(texts)
-            self.joint.train(was_training)
         rows, start = [], 0
         for name in self.label_names:
             sides = []
