@@ -103,7 +103,7 @@ def _lung(canvas: Canvas, p: Patient, f: Findings, side: str, vessels: np.ndarra
         collapsed = ramp(cage_r2 - line, 0.01) * upper
         marks *= 1.0 - collapsed
         pleura = ramp(0.02 - np.abs(cage_r2 - line), 0.012) * upper
-        att += k * p.air * (0.3 * pleura - 0.22 * collapsed)
+        att += k * p.air * (0.35 * pleura - 0.32 * collapsed)
     att += lung * (p.markings * marks - p.air)
 
     _ribs(att, p, f, side, lat, y, cage_r2, dome_y, k)
@@ -126,15 +126,15 @@ def _ribs(att: np.ndarray, p: Patient, f: Findings, side: str, lat: np.ndarray, 
         rib = f.fracture["rib"]
         at = p.across(f.fracture["across"])
         on_rib = np.abs(phase - (rib - 0.5)) < 0.6
-        broken = on_rib & (np.abs(lat - at) < 0.012)
-        phase = phase + 0.35 * (on_rib & (lat > at))  # the lateral fragment is displaced downwards
+        broken = on_rib & (np.abs(lat - at) < 0.02)
+        phase = phase + 0.45 * (on_rib & (lat > at))  # the lateral fragment is displaced downwards
     band = ramp(0.2 - np.abs(phase - np.floor(phase) - 0.5), 0.06)
     if broken is not None:
         band = np.where(broken, 1.0 - k, 1.0) * band
     # Anterior ribs: fainter, sloping down towards the sternum.
     front = (y + 0.45 * lat - (p.apex + 0.25)) * (1.0 / (1.25 * p.rib_spacing))
     front_band = ramp(0.18 - np.abs(front - np.floor(front) - 0.5), 0.06) * ramp(lat - 0.3, 0.1)
-    att += p.bone * cage * (0.1 * band + 0.045 * front_band)
+    att += p.bone * cage * (0.12 * band + 0.045 * front_band)
 
 
 def _mediastinum(canvas: Canvas, p: Patient, f: Findings, top: float) -> None:
@@ -200,29 +200,29 @@ def _devices(p: Patient, f: Findings, lateral: bool) -> list[tuple[list[tuple[fl
     paths = []
     if "endotracheal_tube" in f.devices:
         tip = carina - 0.12
-        paths.append(([(-0.1, -1.1), (-0.02, -0.8), (0.02, tip)] if lateral else [(0.0, -1.1), (0.0, tip)], 0.014, 0.5))
+        paths.append(([(-0.1, -1.1), (-0.02, -0.8), (0.02, tip)] if lateral else [(0.0, -1.1), (0.0, tip)], 0.02, 0.6))
     if "enteric_tube" in f.devices:
         stomach = p.dome_left + 0.12
         paths.append(([(0.0, -1.1), (0.18, -0.6), (0.2, p.dome_left), (-0.05, stomach + 0.05)] if lateral else
-                      [(0.02, -1.1), (0.04, -0.3), (0.08, p.dome_left), (0.3, stomach)], 0.01, 0.5))
+                      [(0.02, -1.1), (0.04, -0.3), (0.08, p.dome_left), (0.3, stomach)], 0.014, 0.6))
     if "central_line" in f.devices:
         route = f.devices["central_line"]
         svc = (-0.06, carina + 0.18)
         if lateral:
             start = [(-0.05, -1.1), (-0.12, -0.55)] if route == "right_jugular" else [(-0.45, p.apex), (-0.2, p.apex + 0.1)]
-            paths.append((start + [(-0.1, svc[1])], 0.008, 0.45))
+            paths.append((start + [(-0.1, svc[1])], 0.012, 0.55))
         else:
             sign = -1.0 if route.startswith("right") else 1.0
             start = [(-0.25, -1.1), (-0.12, p.apex)] if route == "right_jugular" else \
                 [(sign * 0.75, p.apex + 0.02), (sign * 0.3, p.apex + 0.1), (sign * 0.08, p.apex + 0.3)]
-            paths.append((start + [svc], 0.008, 0.45))
+            paths.append((start + [svc], 0.012, 0.55))
     if "pacemaker" in f.devices:
         box = (-0.62, p.apex + 0.08) if lateral else (SIDE_SIGN[f.devices["pacemaker"]] * 0.5, p.apex + 0.1)
         atrium = (-0.1, carina + 0.35) if lateral else (-0.1, carina + 0.38)
         ventricle = (-0.35, p.dome_right + 0.02) if lateral else (0.25, p.dome_right)
         vein = (-0.2, p.apex + 0.25) if lateral else (0.0, p.apex + 0.3)
-        paths.append(([box, vein, atrium], 0.007, 0.8))
-        paths.append(([box, vein, (atrium[0], atrium[1] - 0.1), ventricle], 0.007, 0.8))
+        paths.append(([box, vein, atrium], 0.01, 0.9))
+        paths.append(([box, vein, (atrium[0], atrium[1] - 0.1), ventricle], 0.01, 0.9))
     return paths
 
 
