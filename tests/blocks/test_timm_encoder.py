@@ -29,5 +29,11 @@ def test_local_checkpoint_loads_through_timms_pretrained_path(tmp_path):
     assert torch.equal(source(images).tokens, loaded(images).tokens)
 
 
-def test_frozen_encoder_trains_nothing():
-    assert TimmImageEncoder("resnet18", frozen=True).trainable_parameters() == 0
+def test_frozen_encoder_trains_nothing_and_keeps_its_statistics():
+    encoder = TimmImageEncoder("resnet18", frozen=True)
+    assert encoder.trainable_parameters() == 0
+    wrapper = torch.nn.ModuleDict({"encoder": encoder}).train()  # a task switching to training
+    assert not encoder.training and not encoder.model.bn1.training
+    before = encoder.model.bn1.running_mean.clone()
+    wrapper["encoder"](torch.randn(2, 1, 3, 64, 64))
+    assert torch.equal(before, encoder.model.bn1.running_mean)

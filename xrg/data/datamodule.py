@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from xrg.data.annotation import SPLITS, read_annotation, read_labels
@@ -98,6 +99,14 @@ class ReportDataModule(L.LightningDataModule):
         """Cleaned training reports: what a word vocabulary or BPE tokenizer is fitted on."""
         self.setup("fit")
         return list(self.datasets["train"].reports)
+
+    def train_labels(self) -> torch.Tensor:
+        """`[N, 14]` training labels (NaN = blank): what class weights are computed from."""
+        self.setup("fit")
+        dataset = self.datasets["train"]
+        if dataset.labels is None:
+            raise DataError(f"{self.annotation_path}: no labels file, but the task needs training labels")
+        return torch.tensor([dataset.labels[study.id] for study in dataset.studies], dtype=torch.float32)
 
     def skipped_studies(self) -> dict[str, int]:
         return {split: len(ds.skipped) for split, ds in self.datasets.items()}

@@ -16,15 +16,6 @@ from xrg.data.errors import DataError
 from xrg.tasks.base import XrgTask
 
 
-def train_labels(datamodule) -> torch.Tensor:
-    """`[N, K]` labels of the training studies (NaN = blank) from a `ReportDataModule`."""
-    datamodule.setup("fit")
-    dataset = datamodule.datasets["train"]
-    if dataset.labels is None:
-        raise DataError(f"{datamodule.annotation_path}: findings training needs labels (give labels_path)")
-    return torch.tensor([dataset.labels[study.id] for study in dataset.studies], dtype=torch.float32)
-
-
 class FindingsClassification(XrgTask):
     """Trains `findings` on `batch["labels"]`; logs `{split}/auc/<label>` and `{split}/auc_mean`.
 
@@ -51,7 +42,7 @@ class FindingsClassification(XrgTask):
         super().setup(stage)
         datamodule = getattr(self.trainer, "datamodule", None)
         if stage == "fit" and self.fit_pos_weight and not self.trainer.ckpt_path and datamodule is not None:
-            self.findings.fit_pos_weight(train_labels(datamodule))
+            self.findings.fit_pos_weight(datamodule.train_labels())
 
     def forward(self, images: torch.Tensor, view_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Probabilities `[B, K]`."""

@@ -20,15 +20,6 @@ from xrg.data.labels import CHEXPERT_LABELS
 from xrg.tasks.report_generation import ReportGeneration
 
 
-def keep_frozen_blocks_in_eval(task: torch.nn.Module) -> None:
-    """A frozen block stays in eval mode (BatchNorm statistics and dropout frozen as well), so a
-    frozen encoder is the same function in every stage; Lightning's `train()` would undo that."""
-    for child in task.children():
-        parameters = list(child.parameters())
-        if parameters and not any(p.requires_grad for p in parameters):
-            child.eval()
-
-
 class LLMReportGeneration(ReportGeneration):
     def __init__(
         self,
@@ -54,14 +45,6 @@ class LLMReportGeneration(ReportGeneration):
             image_encoder.freeze()
         if freeze_aligner and aligner is not None:
             aligner.freeze()
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        keep_frozen_blocks_in_eval(self)
-        return self
-
-    def on_train_start(self) -> None:
-        keep_frozen_blocks_in_eval(self)  # Lightning restores captured modes rather than calling train()
 
     def setup(self, stage: str) -> None:
         super().setup(stage)

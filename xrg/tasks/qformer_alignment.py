@@ -14,7 +14,6 @@ from xrg.blocks.aligners.qformer import QFormerAligner
 from xrg.blocks.encoders.base import ImageEncoder
 from xrg.blocks.findings.base import FindingsHead
 from xrg.tasks.base import XrgTask
-from xrg.tasks.llm_report import keep_frozen_blocks_in_eval
 
 
 class QFormerAlignment(XrgTask):
@@ -36,14 +35,6 @@ class QFormerAlignment(XrgTask):
         if freeze_image_encoder:
             image_encoder.freeze()
         self.loss_weights = {"itc": 1.0, "itm": 1.0, "itg": 1.0, **(loss_weights or {})}
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        keep_frozen_blocks_in_eval(self)
-        return self
-
-    def on_train_start(self) -> None:
-        keep_frozen_blocks_in_eval(self)  # Lightning restores captured modes rather than calling train()
 
     def setup(self, stage: str) -> None:
         super().setup(stage)

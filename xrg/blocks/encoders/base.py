@@ -20,9 +20,18 @@ class Features(NamedTuple):
 class Block(nn.Module):
     """What every block shares: freezing, and reporting what it trains."""
 
+    _frozen = False
+
     def freeze(self) -> None:
+        """No gradients, and eval mode for good: a frozen block is the same function in every
+        stage, so its BatchNorm statistics and dropout must not change while the task trains."""
         for parameter in self.parameters():
             parameter.requires_grad_(False)
+        self._frozen = True
+        self.eval()
+
+    def train(self, mode: bool = True) -> "Block":
+        return super().train(mode and not self._frozen)
 
     def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
