@@ -9,3 +9,6 @@ __all__ += ["HFTextEncoder", "minilm_path"]
 from xrg.blocks.encoders.open_clip_encoders import ClipTokenizer, OpenClipImageEncoder, OpenClipTextEncoder  # noqa: E402
 
 __all__ += ["ClipTokenizer", "OpenClipImageEncoder", "OpenClipTextEncoder"]
+from xrg.blocks.encoders.hf_image import HFImageEncoder  # noqa: E402
+
+__all__ += ["HFImageEncoder"]
