@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -53,19 +54,42 @@ def _stage2(root: Path, run: Path, checkpoint: Path, *extra: str) -> dict[str, t
     return read_state_dict(_last_checkpoint(run))
 
 
-@pytest.mark.parametrize("names", [["Cardiomegaly", "Pleural Effusion", "Pneumothorax"], None], ids=["K3", "K14"])
-def test_stage2_starts_from_stage1_with_any_number_of_diseases(stage1, tmp_path, names):
+THREE = ["Cardiomegaly", "Pleural Effusion", "Pneumothorax"]
+TINY_PERCEPTION = f"--model.init_args.perception.init_args.text_encoder.init_args.config={TINY_TEXT}"
+
+
+@pytest.fixture(scope="module")
+def stage2_three(stage1, tmp_path_factory) -> Path:
     root, checkpoint = stage1
-    extra = [f"--model.init_args.perception.init_args.text_encoder.init_args.config={TINY_TEXT}"]
-    if names is not None:
-        extra.append(f"--model.init_args.perception.init_args.label_names=[{', '.join(names)}]")
-    state = _stage2(root, tmp_path / "stage2", checkpoint, *extra)
-    pretrained = read_state_dict(checkpoint)
-    joint = {k: v for k, v in pretrained.items() if k.startswith("joint.")}
+    run = tmp_path_factory.mktemp("trrg") / "stage2"
+    _stage2(root, run, checkpoint, TINY_PERCEPTION, f"--model.init_args.perception.init_args.label_names=[{', '.join(THREE)}]")
+    return _last_checkpoint(run)
+
+
+def _assert_started_from_stage1(state: dict[str, torch.Tensor], stage1_checkpoint: Path, k: int) -> None:
+    joint = {k: v for k, v in read_state_dict(stage1_checkpoint).items() if k.startswith("joint.")}
     assert joint
     for key, value in joint.items():  # the frozen perception is exactly stage 1's joint space
         torch.testing.assert_close(state[f"perception.{key}"], value)
-    assert state["perception.pos_weight"].numel() == (len(names) if names else 14)
+    assert state["perception.pos_weight"].numel() == k
+
+
+def test_stage2_starts_from_stage1_with_three_diseases(stage1, stage2_three):
+    _assert_started_from_stage1(read_state_dict(stage2_three), stage1[1], 3)
+
+
+def test_stage2_runs_with_all_fourteen_from_the_recipe(stage1, tmp_path):
+    root, checkpoint = stage1
+    _assert_started_from_stage1(_stage2(root, tmp_path / "stage2", checkpoint, TINY_PERCEPTION), checkpoint, 14)
+
+
+def test_predict_writes_what_was_perceived(stage2_three, tmp_path):
+    out = tmp_path / "predictions.jsonl"
+    main(["predict", "--ckpt_path", str(stage2_three), f"--predictions={out}", "--trainer.limit_predict_batches=1",
+          f"--trainer.default_root_dir={tmp_path}"])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows and all(set(row["perceived"]) == set(THREE) for row in rows)
+    assert all(0.0 <= p <= 1.0 for row in rows for p in row["perceived"].values())
 
 
 def test_without_clue_modules_is_plain_report_generation(stage1, tmp_path):
