@@ -66,9 +66,11 @@ def _frontal(p: Patient, f: Findings, size: int, rng: np.random.Generator, k: fl
 def _body(canvas: Canvas, p: Patient, neck: float, half_width: float) -> None:
     win = canvas.full()
     shoulders = p.apex - 0.3
-    half = neck + (half_width - neck) * np.sqrt(ramp(win.y - shoulders, 0.25))
+    rise = ramp(win.y - shoulders, 0.25)
+    half = neck + (half_width - neck) * rise * (2.0 - rise)  # rounded shoulders
     rel = np.abs(win.x) / half
-    canvas.att += p.tissue * ramp(1.0 - rel, 0.05) * (0.55 + 0.45 * np.sqrt(np.clip(1.0 - rel * rel, 0.0, 1.0)))
+    # Thickest in the middle, thinning towards the flanks (a parabola is close to sqrt here).
+    canvas.att += p.tissue * ramp(1.0 - rel, 0.05) * (1.0 - 0.45 * rel * rel)
 
 
 def _heart(canvas: Canvas, x: float, y: float, rx: float, ry: float, tilt: float) -> np.ndarray:
@@ -283,6 +285,5 @@ def _expose(canvas: Canvas, p: Patient, rng: np.random.Generator) -> np.ndarray:
     gain = p.contrast * _LUT_LEVELS * 0.8
     level = canvas.att * gain
     level += grain * (p.noise * _LUT_LEVELS) - p.black * gain
-    index = np.minimum(np.maximum(level, 0, out=level), _LUT_LEVELS - 1, out=level).astype(np.int16)
     lut = np.round(255 * np.linspace(0.0, 1.0, _LUT_LEVELS) ** p.gamma).astype(np.uint8)
-    return lut[index]
+    return lut.take(level.astype(np.int32), mode="clip")  # the take clips under- and overexposure
