@@ -2,7 +2,8 @@
 
 Both encoders build the model with `open_clip.create_model(model_name, pretrained=...)`, so
 `pretrained` is an open_clip tag ("openai") or a local checkpoint file, loaded by open_clip's
-own (strict) path. `model_config` replaces parts of the named config (e.g. a tiny `vision_cfg`
+own (strict) path. Each encoder builds the whole CLIP once and keeps only its own tower.
+`model_config` replaces parts of the named config (e.g. a tiny `vision_cfg`
 and `text_cfg` for CPU runs), which is how a size changes by config alone.
 
 Each tower is cut into `stages` that an adapter can run one at a time:
