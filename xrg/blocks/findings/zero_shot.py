@@ -17,6 +17,15 @@ from xrg.blocks.encoders.base import Block, Features, TextEncoder
 from xrg.blocks.findings.base import FindingsHead
 
 
+def _forget_cached_text(module: nn.Module, incompatible_keys) -> None:
+    """New weights (stage init, checkpoint) make cached text features stale. A module-level
+    function, not a lambda, so the module still pickles (ddp_spawn)."""
+    if isinstance(module, JointSpace):
+        module._text_cache.clear()
+    else:  # ZeroShotDiseasePerception's prompt table
+        module._cache = None
+
+
 class JointSpace(Block):
     """Text encoder + image/text projections into a shared `embed_dim` space + temperature.
 
@@ -43,7 +52,7 @@ class JointSpace(Block):
         self.max_log_scale = math.log(max_logit_scale)
         self.text_cache_size = text_cache_size
         self._text_cache: dict[str, torch.Tensor] = {}
-        self.register_load_state_dict_post_hook(lambda module, keys: module._text_cache.clear())
+        self.register_load_state_dict_post_hook(_forget_cached_text)
 
     def bind_image_dim(self, image_dim: int) -> None:
         if self.image_projection is None or self.image_projection.in_features != image_dim:
@@ -137,8 +146,7 @@ class ZeroShotDiseasePerception(FindingsHead):
         self.prompts = {name: (list(table[name][0]), list(table[name][1])) for name in names}
         self.joint = JointSpace(text_encoder, embed_dim, temperature)
         self._cache: torch.Tensor | None = None
-        # New weights (stage init, checkpoint) make cached prompt embeddings stale.
-        self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_cache", None))
+        self.register_load_state_dict_post_hook(_forget_cached_text)
 
     def bind_image_dim(self, image_dim: int) -> None:
         self.joint.bind_image_dim(image_dim)
