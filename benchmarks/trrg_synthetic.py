@@ -109,8 +109,11 @@ def test_scores(checkpoint: Path, a) -> dict:
 def run(a) -> dict:
     work = Path(a.workdir)
     results = {"settings": vars(a)}
+    save = lambda: Path(a.out).write_text(json.dumps(results, indent=1))  # noqa: E731 - after every phase
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     stage1, cost = measured(fit, "stage1_synthetic.yaml", work / "stage1", a, f"--trainer.max_epochs={a.stage1_epochs}")
     results["stage1"] = {"fit": cost, **evaluate_stage1(stage1, a)}
+    save()
     stage2 = [f"--trainer.max_epochs={a.stage2_epochs}", "--model.init_args.generate_in_validation=false",
               f"--model.init_args.init_from.checkpoint={stage1}"]
     no_clues = ["--model.init_args.perception=null", "--model.init_args.injector=null", "--model.init_args.interaction=null",
@@ -119,6 +122,7 @@ def run(a) -> dict:
         checkpoint, cost = measured(fit, "stage2_synthetic.yaml", work / name, a, *stage2, *extra)
         scores, test_cost = measured(test_scores, checkpoint, a)
         results[f"stage2_{name}"] = {"fit": cost, "test": test_cost, **scores}
+        save()
     return results
 
 
@@ -147,7 +151,5 @@ if __name__ == "__main__":
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     outcome = run(args)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(outcome, indent=1))
     print_table(outcome)
     print(f"\nwrote {args.out}")
