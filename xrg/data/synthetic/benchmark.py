@@ -19,7 +19,7 @@ import numpy as np
 
 from xrg.data.errors import DataError
 from xrg.data.labels import CHEXPERT_LABELS
-from xrg.data.synthetic.anatomy import sample_patient
+from xrg.data.synthetic.anatomy import sample_patient, textures
 from xrg.data.synthetic.findings import findings_from_labels, sample_findings
 from xrg.data.synthetic.phantom import render_views
 from xrg.data.synthetic.reports import write_report
@@ -89,6 +89,8 @@ def _run(tasks: list[tuple], workers: int) -> list[dict]:
     # fork where the platform has it: workers only touch numpy and PIL (no torch state), and
     # spawn would have to re-import the caller's __main__, which fails for notebooks and stdin.
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    if method == "fork":
+        textures(tasks[0][5])  # build the noise banks once; forked workers inherit them
     with multiprocessing.get_context(method).Pool(workers) as pool:
         return pool.map(_make_study, tasks, chunksize=max(1, min(64, len(tasks) // (4 * workers))))
 
