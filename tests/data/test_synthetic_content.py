@@ -100,7 +100,7 @@ def test_devices_and_lateral_view_show_findings():
 # Words a CheXpert-style labeler keys on, per label; "No Finding" is derived, not mentioned.
 KEYWORDS = {
     "Enlarged Cardiomediastinum": r"mediastin", "Cardiomegaly": r"cardiomegaly|heart|cardiac silhouette",
-    "Lung Lesion": r"nodule|mass", "Lung Opacity": r"opacity|airspace disease", "Edema": r"edema",
+    "Lung Lesion": r"nodule|mass", "Lung Opacity": r"opacity|airspace disease|haziness", "Edema": r"edema",
     "Consolidation": r"consolidation", "Pneumonia": r"pneumonia", "Atelectasis": r"atelectasis",
     "Pneumothorax": r"pneumothorax", "Pleural Effusion": r"effusion", "Pleural Other": r"pleural thickening",
     "Fracture": r"fracture", "Support Devices": r"tube|line|catheter|pacemaker",

@@ -2,12 +2,14 @@
 
     xrg data synth  --out DIR --num-studies N [--seed S] [--image-size 256] [--views 2] [--workers K]
     xrg data render --annotation A --labels L --out DIR [--seed S] [--image-size 256] [--views 2] [--workers K]
+    xrg data instruct --annotation A --labels L --out FILE.jsonl [...]   (RaDialog-style instruction data)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from xrg.data.errors import DataError
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xrg data", description="Build datasets.")
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("instruct", help="instruction-tuning JSONL from an annotation + labels (see `xrg data instruct -h`)")
     synth = commands.add_parser("synth", help="generate the synthetic chest X-ray benchmark")
     synth.add_argument("--out", type=Path, required=True)
     synth.add_argument("--num-studies", type=int, required=True)
@@ -34,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["instruct"]:  # its own parser lives with the builder
+        from xrg.data.instruct import main as instruct_main
+
+        return instruct_main(argv[1:])
     args = _parser().parse_args(argv)
     from xrg.data.synthetic import generate_benchmark, render_for_annotation  # keep `--help` instant
 

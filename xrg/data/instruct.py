@@ -167,7 +167,7 @@ def studies_from_files(annotation: str | Path, labels: str | Path, split: str, c
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m xrg.data.instruct", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="xrg data instruct", description=__doc__.split("\n\n")[0])
     parser.add_argument("--annotation", required=True, help="R2Gen annotation.json")
     parser.add_argument("--labels", required=True, help="labels JSON (study id -> 14 CheXpert codes)")
     parser.add_argument("--out", required=True, help="instruction JSONL to write")

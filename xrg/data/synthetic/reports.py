@@ -52,8 +52,11 @@ ATELECTASIS = ((("Linear atelectasis at the {loc}.", {"Atelectasis": 1}),
                 ("There is subsegmental atelectasis in the {loc}.", {"Atelectasis": 1})),
                (("Linear opacity at the {loc}, likely atelectasis.", {"Lung Opacity": 1, "Atelectasis": -1}),
                 ("Streaky opacity in the {loc} which may reflect atelectasis.", {"Lung Opacity": 1, "Atelectasis": -1})))
-EDEMA = ("{Sev} pulmonary edema.", "There is {sev} interstitial pulmonary edema.",
-         "Bilateral perihilar haziness consistent with {sev} pulmonary edema.")
+# "Haziness" is itself a lung-opacity mention for a CheXpert-style labeler, so that phrasing
+# carries Lung Opacity too and labels.json agrees with what `xrg label` reads in the text.
+EDEMA = (("{Sev} pulmonary edema.", {"Edema": 1}),
+         ("There is {sev} interstitial pulmonary edema.", {"Edema": 1}),
+         ("Bilateral perihilar haziness consistent with {sev} pulmonary edema.", {"Edema": 1, "Lung Opacity": 1}))
 NODULE = ("There is a {cm} cm nodule in the {loc}.", "A {cm} cm pulmonary nodule projects over the {loc}.",
           "{Cm} cm rounded nodule in the {loc}.")
 MASS = ("There is a {cm} cm mass in the {loc}.", "A large {cm} cm mass occupies the {loc}.")
@@ -175,7 +178,8 @@ def _lungs(r: _Report, f: Findings, rng: np.random.Generator, at: float, jitter)
         template, labels = _choice(rng, ATELECTASIS[int(a.hedged)])
         r.say(at + jitter(), _fill(template, loc=location(a.side, a.zone, rng)), labels)
     if f.edema:
-        r.say(at + jitter(), _fill(_choice(rng, EDEMA), sev=f.edema), {"Edema": 1})
+        template, labels = _choice(rng, EDEMA)
+        r.say(at + jitter(), _fill(template, sev=f.edema), labels)
     if f.lesion:
         bank = NODULE if f.lesion.kind == "nodule" else MASS
         text = _fill(_choice(rng, bank), cm=f.lesion.diameter_cm, loc=location(f.lesion.side, f.lesion.zone, rng))
