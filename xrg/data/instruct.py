@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Iterable
 
 from xrg.data.errors import DataError
+from xrg.data.jsonl import read_jsonl_objects
 from xrg.data.labels import CHEXPERT_LABELS
 
 DERIVED_TASKS = ("report", "correction", "finding_qa_binary", "finding_qa_all")
@@ -118,16 +119,10 @@ def external_prompts(studies: list[LabelledStudy], tasks: Iterable[str]) -> list
 def read_jsonl(path: str | Path, required: Iterable[str]) -> list[dict]:
     """Records of a JSONL file; a bad line raises DataError naming the file, line and key."""
     rows = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}:{number}: not JSON ({err.msg})") from None
+    for where, row in read_jsonl_objects(path):
         missing = [key for key in required if key not in row]
-        if not isinstance(row, dict) or missing:
-            raise DataError(f"{path}:{number}: expected an object with keys {list(required)}; missing {missing}")
+        if missing:
+            raise DataError(f"{where}: expected an object with keys {list(required)}; missing {missing}")
         rows.append(row)
     return rows
 

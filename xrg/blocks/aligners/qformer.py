@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xrg.blocks.aligners.base import Aligner
-from xrg.blocks.encoders.base import Features
+from xrg.blocks.base import Features, VocabularyOwner
 from xrg.data.tokenizers import HFTokenizer, Tokenizer
 
 
@@ -43,7 +43,7 @@ class CrossAttention(nn.Module):
         return self.norm(queries + attended)
 
 
-class QFormerAligner(Aligner):
+class QFormerAligner(VocabularyOwner, Aligner):
     def __init__(
         self,
         vision_dim: int,
@@ -84,9 +84,9 @@ class QFormerAligner(Aligner):
         self.bert: nn.Module | None = None
         self.itg: nn.ParameterDict | None = None  # output bias of ITG (its weight is the word embeddings)
         if self.tokenizer.is_fitted:
-            self._build_bert()
+            self._build_vocab_layers()
 
-    def _build_bert(self) -> None:
+    def _build_vocab_layers(self) -> None:
         """The vocabulary-sized part: a pretrained BERT, or a random one sized by the tokenizer."""
         from transformers import AutoModel, BertModel
 
@@ -98,12 +98,9 @@ class QFormerAligner(Aligner):
         # A child module, not a parameter of this one: children load after `set_extra_state` built them.
         self.itg = nn.ParameterDict({"bias": nn.Parameter(torch.zeros(self.bert.config.vocab_size))})
 
-    def prepare(self, train_reports: list[str]) -> None:
-        """Fit the tokenizer if it needs data, then build the BERT (no-op when already built)."""
-        if not self.tokenizer.is_fitted:
-            self.tokenizer.fit(train_reports)
-        if self.bert is None:
-            self._build_bert()
+    @property
+    def is_built(self) -> bool:
+        return self.bert is not None
 
     # --- the shared transformer ------------------------------------------------------------
     def _run(
@@ -199,17 +196,3 @@ class QFormerAligner(Aligner):
         labels = ids[:, 1:].masked_fill(~mask[:, 1:], -100)
         itg = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
         return {"itc": itc, "itm": itm, "itg": itg}
-
-    # --- the tokenizer travels with the weights --------------------------------------------
-    def get_extra_state(self) -> dict[str, Any]:
-        return {"tokenizer": self.tokenizer.state_dict()}
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        from xrg.data.tokenizers import tokenizer_from_state
-
-        restored = tokenizer_from_state(state["tokenizer"])
-        if not restored.is_fitted:
-            return
-        self.tokenizer = restored
-        if self.bert is None:  # built before the child weights load, as decoders do
-            self._build_bert()

@@ -98,10 +98,7 @@ class CausalLMDecoder(Decoder):
         self.generation = {"num_beams": num_beams, "do_sample": do_sample, "temperature": temperature, "top_p": top_p}
         self.llm: nn.Module | None = None
         self.memory_proj: nn.Module | None = None
-        if memory_dim is not None:
-            self.bind_memory(memory_dim)
-        if self.tokenizer.is_fitted:
-            self._build_vocab_layers()
+        self._finish_init(memory_dim)
 
     # --- building --------------------------------------------------------------------------
     @property

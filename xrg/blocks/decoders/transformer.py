@@ -128,10 +128,7 @@ class TransformerDecoder(Decoder):
             self.memory_cls = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
         self.embed: nn.Embedding | None = None
         self.head: nn.Linear | None = None
-        if memory_dim is not None:
-            self.bind_memory(memory_dim)
-        if self.tokenizer.is_fitted:
-            self._build_vocab_layers()
+        self._finish_init(memory_dim)
 
     # --- building --------------------------------------------------------------------------
     @property

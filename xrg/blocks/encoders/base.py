@@ -3,38 +3,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import NamedTuple
-
 import torch
-from torch import nn
 
+from xrg.blocks.base import Block, Features
 from xrg.data.tokenizers import Tokenizer
-
-
-class Features(NamedTuple):
-    tokens: torch.Tensor  # [B, N, D]
-    pooled: torch.Tensor  # [B, D]
-    mask: torch.Tensor | None = None  # [B, N], True where a token is real (None: all real)
-
-
-class Block(nn.Module):
-    """What every block shares: freezing, and reporting what it trains."""
-
-    _frozen = False
-
-    def freeze(self) -> None:
-        """No gradients, and eval mode for good: a frozen block is the same function in every
-        stage, so its BatchNorm statistics and dropout must not change while the task trains."""
-        for parameter in self.parameters():
-            parameter.requires_grad_(False)
-        self._frozen = True
-        self.eval()
-
-    def train(self, mode: bool = True) -> "Block":
-        return super().train(mode and not self._frozen)
-
-    def trainable_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
 class ImageEncoder(Block, ABC):
