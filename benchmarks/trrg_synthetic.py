@@ -109,8 +109,11 @@ def test_scores(checkpoint: Path, a) -> dict:
 def run(a) -> dict:
     work = Path(a.workdir)
     results = {"settings": vars(a)}
-    save = lambda: Path(a.out).write_text(json.dumps(results, indent=1))  # noqa: E731 - after every phase
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every phase, so a long run leaves its numbers as it goes
+        Path(a.out).write_text(json.dumps(results, indent=1))
+
     stage1, cost = measured(fit, "stage1_synthetic.yaml", work / "stage1", a, f"--trainer.max_epochs={a.stage1_epochs}")
     results["stage1"] = {"fit": cost, **evaluate_stage1(stage1, a)}
     save()
