@@ -14,7 +14,7 @@ from xrg.data.annotation import SPLITS, read_annotation, read_labels
 from xrg.data.cleaning import get_cleaner
 from xrg.data.dataset import BadStudyPolicy, ReportDataset, collate_studies
 from xrg.data.errors import DataError
-from xrg.data.transforms import build_transform
+from xrg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
 
 
 @dataclass
@@ -31,6 +31,9 @@ class SyntheticBenchmark:
 class ReportDataModule(L.LightningDataModule):
     """Batches of studies for every task: images [B, V, C, H, W], view_mask, ids, cleaned reports, labels.
 
+    `mean`/`std` normalise pixels for the backbone: ImageNet statistics by default; CLIP towers
+    want CLIP's (0.4815, 0.4578, 0.4082) / (0.2686, 0.2613, 0.2758).
+
     Give either `annotation_path` (+ `image_dir`, default: the annotation's folder + "/images")
     or `synthetic` to use the embedded benchmark.
     """
@@ -46,6 +49,8 @@ class ReportDataModule(L.LightningDataModule):
         image_size: int = 224,
         resize: int = 256,
         horizontal_flip: bool = False,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
         batch_size: int = 16,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
@@ -87,7 +92,8 @@ class ReportDataModule(L.LightningDataModule):
         hp = self.hparams
         for split in SPLITS:
             transform = build_transform(
-                train=split == "train", image_size=hp.image_size, resize=hp.resize, horizontal_flip=hp.horizontal_flip
+                train=split == "train", image_size=hp.image_size, resize=hp.resize,
+                horizontal_flip=hp.horizontal_flip, mean=tuple(hp.mean), std=tuple(hp.std),
             )
             self.datasets[split] = ReportDataset(
                 annotation[split], image_dir, transform, self.cleaner, labels, hp.max_views, hp.on_bad_study
