@@ -58,3 +58,26 @@ def write_tiny_dataset(root: Path, studies_per_split=(8, 4, 4), views: int = 2, 
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     return write_tiny_dataset(tmp_path / "tiny")
+
+
+def tiny_chain_args(root: Path, run: Path) -> list[str]:
+    """CLI overrides that shrink a synthetic recipe to seconds: a 24-study benchmark at 64 px, timm's
+    tiny test ResNet and two steps, so chained stage tests stay quick."""
+    return [
+        f"--data.init_args.synthetic.root={root}",
+        "--data.init_args.synthetic.num_studies=24",
+        "--data.init_args.synthetic.image_size=64",
+        "--data.init_args.image_size=64",
+        "--data.init_args.resize=72",
+        "--data.init_args.batch_size=4",
+        "--model.init_args.image_encoder.init_args.model_name=test_resnet",
+        "--trainer.max_steps=2",
+        "--trainer.limit_val_batches=1",
+        "--trainer.num_sanity_val_steps=0",
+        f"--trainer.default_root_dir={run}",
+    ]
+
+
+def last_checkpoint(run: Path) -> Path:
+    (path,) = run.rglob("last.ckpt")
+    return path

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import write_tiny_dataset
+from conftest import write_tiny_dataset
 from xrg.cli import main
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "radalign"

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from xrg.checkpoints import read_state_dict
+from conftest import last_checkpoint, tiny_chain_args
 from xrg.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -16,30 +17,13 @@ STAGES = ("classifier", "qformer", "llm", "instruct")
 
 
 def _small(root: Path, run: Path, stage: str) -> list[str]:
-    """A tiny benchmark, a tiny CNN and two steps per stage, so the chain takes about a minute."""
-    args = [
-        f"--data.init_args.synthetic.root={root}",
-        "--data.init_args.synthetic.num_studies=24",
-        "--data.init_args.synthetic.image_size=64",
-        "--data.init_args.image_size=64",
-        "--data.init_args.resize=72",
-        "--data.init_args.batch_size=4",
-        "--model.init_args.image_encoder.init_args.model_name=test_resnet",
-        "--trainer.max_steps=2",
-        "--trainer.limit_val_batches=1",
-        "--trainer.num_sanity_val_steps=0",
-        f"--trainer.default_root_dir={run}",
-    ]
+    """The shared tiny-run settings plus what each RaDialog stage needs on top."""
+    args = tiny_chain_args(root, run)
     if stage != "classifier":
         args.append("--model.init_args.aligner.init_args.vision_dim=96")
     if stage in ("llm", "instruct"):
         args.append("--model.init_args.decoder.init_args.max_new_tokens=8")
     return args
-
-
-def _last_checkpoint(run: Path) -> Path:
-    (path,) = run.rglob("last.ckpt")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +34,7 @@ def chain(tmp_path_factory) -> dict[str, Path]:
         run = tmp / stage
         extra = [] if previous is None else [f"--model.init_args.init_from.checkpoint={previous}"]
         main(["fit", "--config", str(RECIPES / f"{stage}_synthetic.yaml"), *_small(root, run, stage), *extra])
-        checkpoints[stage] = previous = _last_checkpoint(run)
+        checkpoints[stage] = previous = last_checkpoint(run)
     checkpoints["images"] = root
     return checkpoints
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from xrg.checkpoints import read_state_dict
+from conftest import last_checkpoint, tiny_chain_args
 from xrg.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -16,42 +17,20 @@ RECIPES = REPO / "recipes" / "trrg"
 TINY_TEXT = "{hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64}"
 
 
-def _small(root: Path, run: Path) -> list[str]:
-    """A tiny benchmark, a tiny CNN and short runs, so the chain takes seconds, not minutes."""
-    return [
-        f"--data.init_args.synthetic.root={root}",
-        "--data.init_args.synthetic.num_studies=24",
-        "--data.init_args.synthetic.image_size=64",
-        "--data.init_args.image_size=64",
-        "--data.init_args.resize=72",
-        "--data.init_args.batch_size=4",
-        "--model.init_args.image_encoder.init_args.model_name=test_resnet",
-        "--trainer.max_steps=2",
-        "--trainer.limit_val_batches=1",
-        "--trainer.num_sanity_val_steps=0",
-        f"--trainer.default_root_dir={run}",
-    ]
-
-
-def _last_checkpoint(run: Path) -> Path:
-    (path,) = run.rglob("last.ckpt")
-    return path
-
-
 @pytest.fixture(scope="module")
 def stage1(tmp_path_factory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("trrg")
     root, run = tmp / "benchmark", tmp / "stage1"
-    main(["fit", "--config", str(RECIPES / "stage1_synthetic.yaml"), *_small(root, run),
+    main(["fit", "--config", str(RECIPES / "stage1_synthetic.yaml"), *tiny_chain_args(root, run),
           f"--model.init_args.text_encoder.init_args.config={TINY_TEXT}"])
-    return root, _last_checkpoint(run)
+    return root, last_checkpoint(run)
 
 
 def _stage2(root: Path, run: Path, checkpoint: Path, *extra: str) -> dict[str, torch.Tensor]:
-    main(["fit", "--config", str(RECIPES / "stage2_synthetic.yaml"), *_small(root, run),
+    main(["fit", "--config", str(RECIPES / "stage2_synthetic.yaml"), *tiny_chain_args(root, run),
           "--model.init_args.decoder.init_args.max_length=12", "--model.init_args.decoder.init_args.num_beams=1",
           f"--model.init_args.init_from.checkpoint={checkpoint}", *extra])
-    return read_state_dict(_last_checkpoint(run))
+    return read_state_dict(last_checkpoint(run))
 
 
 THREE = ["Cardiomegaly", "Pleural Effusion", "Pneumothorax"]
@@ -63,7 +42,7 @@ def stage2_three(stage1, tmp_path_factory) -> Path:
     root, checkpoint = stage1
     run = tmp_path_factory.mktemp("trrg") / "stage2"
     _stage2(root, run, checkpoint, TINY_PERCEPTION, f"--model.init_args.perception.init_args.label_names=[{', '.join(THREE)}]")
-    return _last_checkpoint(run)
+    return last_checkpoint(run)
 
 
 def _assert_started_from_stage1(state: dict[str, torch.Tensor], stage1_checkpoint: Path, k: int) -> None:

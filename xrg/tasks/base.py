@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from lightning.pytorch.utilities.parsing import _get_init_args
 
 from xrg.checkpoints import load_block_weights
 
@@ -30,6 +31,17 @@ class StageInit:
     blocks: dict[str, str] = field(default_factory=dict)
 
 
+def _is_plain(value) -> bool:
+    """A value that YAML and `torch.load(weights_only=True)` both take as it is."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
+
+
 class XrgTask(L.LightningModule):
     def __init__(
         self,
@@ -46,16 +58,22 @@ class XrgTask(L.LightningModule):
         self.scheduler_factory = lr_scheduler
         self.init_from = init_from
 
-    def save_task_hyperparameters(self, blocks: list[str]) -> None:
+    def save_task_hyperparameters(self, blocks: list[str] | None = None) -> None:
         """Record the constructor arguments a checkpoint needs to rebuild this task.
 
         Under the CLI the arguments are the config (class paths + init args), which is exactly
-        what should be stored. In a notebook they are live modules and callables: those are left
-        out, since pickling them would make the checkpoint unloadable with `weights_only=True`.
+        what should be stored. In a notebook they are live modules, callables and dataclasses:
+        only plain values are kept, since pickling the rest would make the checkpoint
+        unloadable with `weights_only=True`. (`blocks` is accepted for readability; every
+        non-plain argument is left out either way.)
         """
-        under_cli = _given_hyperparameters.get() is not None
-        ignore = [] if under_cli else [*blocks, "optimizer", "lr_scheduler", "init_from"]
-        self.save_hyperparameters(ignore=ignore, frame=inspect.currentframe().f_back)
+        frame = inspect.currentframe().f_back
+        if _given_hyperparameters.get() is not None:
+            self.save_hyperparameters(frame=frame)
+            return
+        _, init_args = _get_init_args(frame)
+        ignore = [name for name, value in init_args.items() if not _is_plain(value)]
+        self.save_hyperparameters(ignore=ignore, frame=frame)
 
     def setup(self, stage: str) -> None:
         # Resuming restores every weight from the resumed checkpoint; stage init is for fresh fits.
