@@ -56,6 +56,15 @@ def write_tiny_dataset(root: Path, studies_per_split=(8, 4, 4), views: int = 2, 
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny models only lose to thread hand-offs, badly so on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     return write_tiny_dataset(tmp_path / "tiny")
 

@@ -12,13 +12,7 @@ from xrg.data.labels import CHEXPERT_LABELS
 from xrg.tasks.findings import per_label_auc
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models only lose to thread hand-offs, badly so on a shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_text_encoder():

@@ -14,12 +14,7 @@ from xrg.cli import main
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "radalign"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _data_args(root: Path) -> list[str]:
