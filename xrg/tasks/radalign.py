@@ -71,13 +71,6 @@ class RadAlign(RetrievalIndexMixin, ReportGeneration):
             image_encoder.freeze()
             concepts.freeze()
 
-    def train(self, mode: bool = True) -> "RadAlign":
-        super().train(mode)
-        if not self.train_concepts:
-            self.image_encoder.eval()
-            self.concepts.eval()
-        return self
-
     # --- what the prompt is made of ---------------------------------------------------------
     def concept_output(self, batch: dict[str, Any]) -> ConceptOutput:
         return self.concepts.align(self.image_encoder(batch["images"], batch.get("view_mask")))

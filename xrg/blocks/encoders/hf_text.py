@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 
 from xrg.blocks.encoders.base import Features, TextEncoder
 from xrg.data.tokenizers import HFTokenizer
@@ -75,16 +74,8 @@ class HFTextEncoder(TextEncoder):
         self.pooling = pooling
         self.max_length = max_length
         self.dim = self.model.config.hidden_size
-        self.frozen = frozen
         if frozen:
-            self.freeze()
-            self.model.eval()
-
-    def train(self, mode: bool = True) -> "HFTextEncoder":
-        super().train(mode)
-        if self.frozen:
-            self.model.eval()
-        return self
+            self.freeze()  # Block.freeze keeps the model in eval mode for good
 
     def forward(self, texts: list[str]) -> Features:
         if isinstance(texts, str):
