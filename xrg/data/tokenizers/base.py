@@ -60,6 +60,15 @@ class Tokenizer(ABC):
             ids[i, : len(row)] = torch.tensor(row)
         return ids
 
+    def until_eos(self, ids: Iterable[int]) -> list[int]:
+        """The ids before the first end-of-sequence (generation pads after it)."""
+        kept = []
+        for i in ids:
+            if int(i) == self.eos_id:
+                break
+            kept.append(int(i))
+        return kept
+
     def batch_decode(self, ids: torch.Tensor | list[list[int]]) -> list[str]:
         rows = ids.tolist() if isinstance(ids, torch.Tensor) else ids
         return [self.decode(r) for r in rows]

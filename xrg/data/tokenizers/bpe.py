@@ -71,12 +71,7 @@ class BPETokenizer(Tokenizer):
 
     def decode(self, ids: Iterable[int]) -> str:
         self._require_fitted()
-        kept = []
-        for i in ids:
-            if int(i) == self.eos_id:
-                break
-            kept.append(int(i))
-        return self._tok.decode(kept, skip_special_tokens=True).strip()
+        return self._tok.decode(self.until_eos(ids), skip_special_tokens=True).strip()
 
     def token_to_id(self, token: str) -> int | None:
         self._require_fitted()

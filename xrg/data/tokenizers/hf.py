@@ -47,12 +47,7 @@ class HFTokenizer(Tokenizer):
         return self._hf.encode(text, add_special_tokens=False)
 
     def decode(self, ids: Iterable[int]) -> str:
-        kept = []
-        for i in ids:
-            if int(i) == self.eos_id:
-                break
-            kept.append(int(i))
-        return self._hf.decode(kept, skip_special_tokens=True).strip()
+        return self._hf.decode(self.until_eos(ids), skip_special_tokens=True).strip()
 
     def _state(self) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:

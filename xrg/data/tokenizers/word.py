@@ -51,14 +51,7 @@ class WordTokenizer(Tokenizer):
         return [self._index.get(w, self.unk_id) for w in text.split()]
 
     def decode(self, ids: Iterable[int]) -> str:
-        words = []
-        for i in ids:
-            i = int(i)
-            if i == self.eos_id:
-                break
-            if i > self.unk_id:
-                words.append(self._words[i])
-        return " ".join(words)
+        return " ".join(self._words[i] for i in self.until_eos(ids) if i > self.unk_id)
 
     def _state(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "words": self._words[len(SPECIALS):]}
