@@ -44,9 +44,9 @@ def bench(size: int, dim: int, queries: int, k: int, approximate: list[str]) -> 
         configs += [("faiss", "Flat")] + [("faiss", spec) for spec in approximate]
     rows, exact = [], None
     for backend, spec in configs:
-        build_s, index = _time(lambda: ReportIndex(embeddings, ids, reports, backend=backend, faiss_index=spec),
+        build_s, index = _time(lambda b=backend, s=spec: ReportIndex(embeddings, ids, reports, backend=b, faiss_index=s),
                                repeats=1 if spec.startswith("HNSW") else 3)
-        query_s, found = _time(lambda: index.search(query, k, exclude))
+        query_s, found = _time(lambda i=index: i.search(query, k, exclude))
         exact = found if exact is None else exact
         hits = sum(len(set(a) & set(b)) for a, b in zip(found.indices.tolist(), exact.indices.tolist()))
         rows.append({"reports": size, "dim": dim, "backend": backend, "index": spec, "build_s": build_s,

@@ -207,6 +207,9 @@ def test_render_mode_invalid_json_names_the_line(tmp_path):
 def test_cli_synth_and_render(tmp_path, capsys):
     assert data_main(["synth", "--out", str(tmp_path / "s"), "--num-studies", "3", "--image-size", "48"]) == 0
     assert "3 studies in" in capsys.readouterr().out
+    assert data_main(["synth", "--out", str(tmp_path / "t"), "--num-studies", "10", "--image-size", "48",
+                      "--split-fractions", "0.5", "0", "0.5"]) == 0
+    assert {k: len(v) for k, v in _load(tmp_path / "t" / "annotation.json").items()} == {"train": 5, "val": 0, "test": 5}
     annotation_path, labels_path = _annotation(tmp_path)
     args = ["render", "--annotation", str(annotation_path), "--labels", str(labels_path), "--out", str(tmp_path / "r"),
             "--image-size", "48", "--views", "1"]
@@ -215,3 +218,16 @@ def test_cli_synth_and_render(tmp_path, capsys):
     labels_path.write_text("{}")
     assert data_main(args) == 2
     assert "no labels for study 'cxr1'" in capsys.readouterr().out
+
+
+def test_datamodule_split_fractions_set_the_split_sizes(tmp_path):
+    from xrg.data import ReportDataModule
+    from xrg.data.datamodule import SyntheticBenchmark
+
+    benchmark = SyntheticBenchmark(root=str(tmp_path / "b"), num_studies=20, image_size=48, split_fractions=(0.5, 0.1, 0.4))
+    dm = ReportDataModule(synthetic=benchmark, image_size=32, resize=36)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert {split: len(dm.datasets[split]) for split in ("train", "val", "test")} == {"train": 10, "val": 2, "test": 8}
+    # The first studies are the same whatever the total: a larger benchmark extends a smaller one.
+    assert dm.datasets["train"].studies[0].id == "synth_000000"

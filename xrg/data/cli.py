@@ -23,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     synth = commands.add_parser("synth", help="generate the synthetic chest X-ray benchmark")
     synth.add_argument("--out", type=Path, required=True)
     synth.add_argument("--num-studies", type=int, required=True)
+    synth.add_argument("--split-fractions", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "VAL", "TEST"),
+                       help="shares of the studies per split (default 0.8 0.1 0.1)")
     render = commands.add_parser("render", help="render phantoms showing the labels of an existing annotation")
     render.add_argument("--annotation", type=Path, required=True, help="R2Gen annotation.json")
     render.add_argument("--labels", type=Path, required=True, help="labels.json: {study id: {label: 1|0|-1|null}}")
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         if args.command == "synth":
-            out = generate_benchmark(args.out, args.num_studies, **options)
+            out = generate_benchmark(args.out, args.num_studies, split_fractions=tuple(args.split_fractions), **options)
         else:
             out = render_for_annotation(args.annotation, args.labels, args.out, **options)
     except (DataError, ValueError) as error:

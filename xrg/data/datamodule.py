@@ -26,6 +26,8 @@ class SyntheticBenchmark:
     seed: int = 0
     views: int = 2
     image_size: int = 256
+    # train/val/test shares; a larger test share (e.g. [0.5, 0.1, 0.4]) steadies per-finding metrics
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
 
 
 class ReportDataModule(L.LightningDataModule):
@@ -76,7 +78,8 @@ class ReportDataModule(L.LightningDataModule):
         from xrg.data.synthetic import ensure_benchmark
 
         s = self.synthetic
-        root = ensure_benchmark(s.root, s.num_studies, s.seed, views=s.views, image_size=s.image_size)
+        root = ensure_benchmark(s.root, s.num_studies, s.seed, views=s.views, image_size=s.image_size,
+                               split_fractions=tuple(s.split_fractions))
         self.annotation_path = str(Path(root) / "annotation.json")
         self.image_dir = str(Path(root) / "images")
         self.labels_path = str(Path(root) / "labels.json")
