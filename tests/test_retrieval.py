@@ -110,3 +110,12 @@ def test_faiss_flat_gives_the_torch_neighbours():
     fast = ReportIndex(embeddings, ids, reports, backend="faiss").search(queries, 6, exclude=ids[:25])
     assert fast.indices.tolist() == exact.indices.tolist()
     assert torch.allclose(fast.scores, exact.scores, atol=1e-5)
+
+
+def test_auto_backend_searches_exactly_unless_an_approximate_faiss_index_is_named():
+    embeddings, ids, reports = _corpus(100)
+    assert ReportIndex(embeddings, ids, reports).backend == "torch"  # Flat: torch is the faster exact search
+    approximate = ReportIndex(embeddings, ids, reports, faiss_index="HNSW8")
+    assert approximate.backend == ("faiss" if faiss_available() else "torch")
+    found = approximate.search(embeddings[:5], 1, exclude=[None] * 5)
+    assert found.indices[:, 0].tolist() == [0, 1, 2, 3, 4]  # HNSW still finds an exact duplicate
