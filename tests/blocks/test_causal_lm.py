@@ -162,3 +162,56 @@ def test_lora_decoder_starts_from_a_plain_decoders_weights():
     lora.load_state_dict(plain.state_dict())  # LoRA B is zero at start: same function as the plain model
     mem = memory()
     torch.testing.assert_close(lora.eval().logits(mem, REPORTS, PROMPTS), plain.eval().logits(mem, REPORTS, PROMPTS))
+
+
+# --- checkpoints of a named, frozen-base LLM leave its base weights out and re-read them, verified
+SOURCE_LORA = LoRASettings(r=4, alpha=8, dropout=0.0)
+
+
+@pytest.fixture
+def source(tmp_path):
+    """A tiny 'hub' model on disk, as `model=` would name one."""
+    make_decoder(seed=0).llm.save_pretrained(tmp_path / "base")
+    return tmp_path / "base"
+
+
+def named(source, tokenizer, **kwargs) -> CausalLMDecoder:
+    return CausalLMDecoder(model=str(source), tokenizer=tokenizer, memory_dim=8, max_new_tokens=24, **kwargs)
+
+
+def test_lora_checkpoint_leaves_the_base_out_and_reloads_identical(source):
+    decoder = named(source, make_decoder().tokenizer, lora=SOURCE_LORA)
+    mem = memory()
+    train(decoder, mem, steps=4, lr=1e-2)
+    state = decoder.state_dict()
+    full = {k for k in named(source, decoder.tokenizer, lora=SOURCE_LORA, save_frozen_base=True).state_dict()}
+    left_out = full - set(state)
+    # 2 layers x (q k v o gate up down + 2 norms) + the final norm; embeddings, LoRA, projection kept
+    assert len(left_out) == 19 and all(k.startswith("llm.base_model.model.model.") for k in left_out)
+    kept = {k for k in state if k.startswith("llm.")}
+    assert all("lora_" in k or "embed_tokens" in k or "lm_head" in k for k in kept)
+    assert state["_extra_state"]["omitted_base"]["source"] == str(source)
+
+    torch.save(state, source.parent / "decoder.pt")  # checkpoints load with weights_only: the listing must pass
+    state = torch.load(source.parent / "decoder.pt", weights_only=True)
+    reloaded = named(source, decoder.tokenizer, lora=SOURCE_LORA)
+    reloaded.load_state_dict(state)  # strict: every left-out weight is filled back in
+    torch.testing.assert_close(reloaded.eval().logits(mem, REPORTS, PROMPTS), decoder.eval().logits(mem, REPORTS, PROMPTS),
+                               rtol=0, atol=0)
+
+
+def test_other_source_weights_are_refused_naming_the_weight(source, tmp_path):
+    decoder = named(source, make_decoder().tokenizer, lora=SOURCE_LORA)
+    state = decoder.state_dict()
+    make_decoder(seed=1).llm.save_pretrained(tmp_path / "other")  # same architecture, other weights
+    with pytest.raises(ValueError, match="leaves out the frozen base weight 'model.layers"):
+        named(tmp_path / "other", decoder.tokenizer, lora=SOURCE_LORA).load_state_dict(state)
+
+
+def test_a_base_that_moved_is_written_whole(source):
+    decoder = named(source, make_decoder().tokenizer, lora=SOURCE_LORA)
+    decoder.merge_lora()  # folds (here zero) adapters in; then change a base weight as training would
+    with torch.no_grad():
+        decoder.llm.model.layers[0].mlp.up_proj.weight.add_(0.01)
+    state = decoder.state_dict()
+    assert "llm.model.layers.0.mlp.up_proj.weight" in state and "omitted_base" not in state["_extra_state"]

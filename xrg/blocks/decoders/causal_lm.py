@@ -18,6 +18,7 @@ from torch import nn
 
 from xrg.blocks.decoders.base import Decoder
 from xrg.blocks.decoders.prompt import IMAGE, PLACEHOLDER
+from xrg.blocks.decoders.source_weights import KEY as OMITTED, drop_source_weights, fill_source_weights, frozen_base_checksums
 from xrg.blocks.encoders.base import Features
 from xrg.data.tokenizers import Tokenizer
 
@@ -55,6 +56,10 @@ class CausalLMDecoder(Decoder):
     `BPETokenizer` for a tiny config. `trust_remote_code` is passed on only when set.
     Generation: greedy (`num_beams=1`), beam search, or sampling (`do_sample`) via HF `generate`
     with the KV cache; any of these can be overridden per call.
+
+    Checkpoints of a named `model` with a frozen base (LoRA, or `freeze_llm`) leave the unchanged
+    base weights out and re-read them from `model` on load, checksum-verified
+    (`xrg.blocks.decoders.source_weights`); `save_frozen_base: true` writes them anyway.
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class CausalLMDecoder(Decoder):
         dtype: str = "float32",
         gradient_checkpointing: bool = False,
         trust_remote_code: bool = False,
+        save_frozen_base: bool = False,
         model_kwargs: dict[str, Any] | None = None,
         max_length: int = 300,
         max_new_tokens: int = 300,
@@ -94,6 +100,9 @@ class CausalLMDecoder(Decoder):
         self.dtype = getattr(torch, dtype)
         self.gradient_checkpointing, self.trust_remote_code = gradient_checkpointing, trust_remote_code
         self.model_kwargs = dict(model_kwargs or {})
+        self.save_frozen_base = save_frozen_base
+        self._source_checksums: dict[str, list[float]] = {}
+        self.register_state_dict_post_hook(drop_source_weights)
         self.max_length, self.max_new_tokens = max_length, max_new_tokens
         self.generation = {"num_beams": num_beams, "do_sample": do_sample, "temperature": temperature, "top_p": top_p}
         self.llm: nn.Module | None = None
@@ -127,6 +136,8 @@ class CausalLMDecoder(Decoder):
             llm = AutoModelForCausalLM.from_config(config).to(self.dtype)
         if self.freeze_llm or self.lora is not None:
             llm.requires_grad_(False)
+            if self.model_name is not None and not self.save_frozen_base:
+                self._source_checksums = frozen_base_checksums(llm)  # as read from `model`, before any step
         if self.lora is not None:
             from peft import LoraConfig, get_peft_model
 
@@ -289,6 +300,9 @@ class CausalLMDecoder(Decoder):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # may build the LLM
+        extra = state_dict.get(prefix + "_extra_state")
+        if isinstance(extra, dict) and OMITTED in extra:
+            fill_source_weights(self, state_dict, prefix, extra[OMITTED])
         if self._has_adapter():
             _plain_to_lora_keys(state_dict, prefix + "llm.", self.llm)
 
