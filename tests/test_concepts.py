@@ -43,7 +43,7 @@ def _toy_batch(n: int, generator: torch.Generator):
     labels = (torch.rand(n, 14, generator=generator) < 0.4).float()
     tokens = torch.randn(n, 6, 16, generator=generator) * 0.3
     tokens[:, :, :14] += 2 * labels.unsqueeze(1)
-    labels[:, 5] = float("nan")  # blank: never a target
+    labels[:, 5] = float("nan")  # blank, which counts as negative: Edema is never present
     return Features(tokens, tokens.mean(1)), labels
 
 
@@ -67,7 +67,7 @@ def test_trained_head_ranks_diseases_and_its_concepts_sit_on_the_right_anchor(tm
     test_features, test_labels = _toy_batch(64, generator)
     output = head.align(test_features)
     scores = per_label_auc(output.logits.sigmoid(), test_labels, head.label_names)
-    assert "Edema" not in scores and len(scores) == 13  # all blank: no AUC
+    assert "Edema" not in scores and len(scores) == 13  # one class only: no AUC
     assert sum(scores.values()) / len(scores) > 0.9
     # The criteria of a present disease read as present; the prompt names it with its criteria.
     present = output.criterion_probs[test_labels[:, head.disease_of] == 1].mean()

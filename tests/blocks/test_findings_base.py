@@ -14,26 +14,57 @@ NAN = float("nan")
 
 
 class LinearHead(FindingsHead):
-    def __init__(self, names):
-        super().__init__(names)
+    def __init__(self, names, blank="negative"):
+        super().__init__(names, blank=blank)
         self.linear = torch.nn.Linear(4, len(names))
 
     def forward(self, features: Features) -> torch.Tensor:
         return self.linear(features.pooled)
 
 
-def test_pos_weight_and_masked_bce_match_hand_computation():
-    head = LinearHead(["A", "B", "No Finding"])
-    labels = torch.tensor([[1, 0, 0], [0, NAN, 1], [0, 1, -1], [1, 0, 0.0]])
-    weight = head.fit_pos_weight(labels)
-    # A: 2 positives of 4 known; B: 1 of 3 known; No Finding: 1 of 3 known (-1 is not known).
-    torch.testing.assert_close(weight, torch.tensor([math.log(4 / 2), math.log(3 / 1), math.log(3 / 1)]))
-    logits = torch.randn(4, 3)
-    known = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2)]
-    expected = torch.stack([
-        F.binary_cross_entropy_with_logits(logits[i, j], labels[i, j], pos_weight=weight[j]) for i, j in known
+def _expected_bce(logits, labels, weight, counted):
+    return torch.stack([
+        F.binary_cross_entropy_with_logits(logits[i, j], (labels[i, j] == 1).float(), pos_weight=weight[j]) for i, j in counted
     ]).mean()
-    torch.testing.assert_close(head.loss(logits, labels), expected)
+
+
+def test_pos_weight_and_masked_bce_match_hand_computation():
+    labels = torch.tensor([[1, 0, 0], [0, NAN, 1], [0, 1, -1], [1, 0, NAN]])
+    logits = torch.randn(4, 3)
+    # Default: blank is negative, uncertain never counts.
+    head = LinearHead(["A", "B", "No Finding"])
+    weight = head.fit_pos_weight(labels)
+    # A: 2 positives of 4; B: 1 of 4 (the blank counts); No Finding: 1 of 3 (the -1 does not).
+    torch.testing.assert_close(weight, torch.tensor([math.log(4 / 2), math.log(4 / 1), math.log(3 / 1)]))
+    counted = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2)]
+    torch.testing.assert_close(head.loss(logits, labels), _expected_bce(logits, labels, weight, counted))
+    # blank: ignore skips blanks too.
+    head = LinearHead(["A", "B", "No Finding"], blank="ignore")
+    weight = head.fit_pos_weight(labels)
+    torch.testing.assert_close(weight, torch.tensor([math.log(4 / 2), math.log(3 / 1), math.log(2 / 1)]))
+    counted = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (3, 0), (3, 1)]
+    torch.testing.assert_close(head.loss(logits, labels), _expected_bce(logits, labels, weight, counted))
+
+
+def test_a_label_never_stated_negative_still_learns_its_negatives():
+    """Support Devices is 1 or blank in real and synthetic reports: with blanks as negatives the
+    head separates them; skipping blanks would leave it calling every study positive."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 4)
+    labels = torch.where(x[:, :1] > 0, 1.0, NAN)
+    probs = {}
+    for blank in ("negative", "ignore"):
+        head = LinearHead(["Support Devices"], blank=blank)
+        optimizer = torch.optim.Adam(head.parameters(), lr=0.05)
+        for _ in range(100):
+            loss = head.loss(head(Features(x.unsqueeze(1), x)), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        probs[blank] = head(Features(x.unsqueeze(1), x)).sigmoid()[:, 0]
+    assert probs["negative"][labels[:, 0] != 1].max() < 0.5 < probs["negative"][labels[:, 0] == 1].min()
+    # Never shown a negative, the other head calls most of the studies without devices positive.
+    assert (probs["ignore"][labels[:, 0] != 1] > 0.5).float().mean() > 0.5
 
 
 def test_text_drops_no_finding_when_something_is_found():

@@ -11,7 +11,7 @@ import torch
 from torchmetrics.functional.classification import binary_auroc
 
 from xrg.blocks.encoders.base import ImageEncoder
-from xrg.blocks.findings.base import FindingsHead
+from xrg.blocks.findings.base import FindingsHead, label_targets
 from xrg.data.errors import DataError
 from xrg.tasks.base import XrgTask
 
@@ -75,7 +75,7 @@ class FindingsClassification(XrgTask):
             return {}
         probs = self.all_gather(torch.cat([p for p, _ in outputs])).flatten(0, -2)
         labels = self.all_gather(torch.cat([y for _, y in outputs])).flatten(0, -2)
-        scores = per_label_auc(probs, labels, self.findings.label_names)
+        scores = per_label_auc(probs, labels, self.findings.label_names, self.findings.blank)
         if scores:
             scores["auc_mean"] = sum(scores.values()) / len(scores)
             self.log_dict({f"{split}/auc/{k}" if k != "auc_mean" else f"{split}/{k}": v for k, v in scores.items()})
@@ -88,12 +88,14 @@ class FindingsClassification(XrgTask):
         self._log_auc("test")
 
 
-def per_label_auc(probs: torch.Tensor, labels: torch.Tensor, names: list[str]) -> dict[str, float]:
-    """ROC AUC per label over studies where it is 0 or 1; labels seen with one class only are left out."""
+def per_label_auc(probs: torch.Tensor, labels: torch.Tensor, names: list[str], blank: str = "negative") -> dict[str, float]:
+    """ROC AUC per label: positives (1) against negatives (0, and blank unless `blank` is "ignore"),
+    uncertain left out, as the heads train (`label_targets`); labels seen with one class only are left out."""
+    targets, counted = label_targets(labels, blank)
     scores = {}
     for k, name in enumerate(names):
-        known = (labels[:, k] == 0) | (labels[:, k] == 1)
-        target = labels[known, k].long()
+        known = counted[:, k]
+        target = targets[known, k].long()
         if target.numel() and 0 < target.sum() < target.numel():
             scores[name] = float(binary_auroc(probs[known, k], target))
     return scores

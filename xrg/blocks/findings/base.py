@@ -1,13 +1,20 @@
 """Findings / concept heads: visual Features -> logits `[B, K]` over named observations.
 
 The one base class of this kind. A head says what it predicts (`label_names`), scores it
-(`forward`), trains with a masked BCE (blank labels, NaN, are skipped) whose positive weights can
-be fitted from training labels, and writes its predictions as text for an LLM prompt.
+(`forward`), trains with a masked BCE whose positive weights can be fitted from training labels,
+and writes its predictions as text for an LLM prompt.
+
+Labels are CheXpert codes: 1 positive, 0 negative, -1 uncertain, NaN blank (not mentioned).
+Uncertain entries never count. Blank ones count as negative by default (`blank: negative`): a
+report that does not mention a finding says it is absent, and some observations are never stated
+negative at all (No Finding, Support Devices), so skipping blanks would leave a head that has
+never seen a negative. `blank: ignore` skips them instead.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -18,12 +25,15 @@ NO_FINDING = "No Finding"
 
 
 class FindingsHead(Block, ABC):
-    def __init__(self, label_names: list[str], threshold: float = 0.5) -> None:
+    def __init__(self, label_names: list[str], threshold: float = 0.5, blank: Literal["negative", "ignore"] = "negative") -> None:
         super().__init__()
         if not label_names:
             raise ValueError("a findings head needs at least one label name")
+        if blank not in ("negative", "ignore"):
+            raise ValueError(f"blank must be 'negative' or 'ignore', got {blank!r}")
         self.label_names = list(label_names)
         self.threshold = threshold
+        self.blank = blank
         # Saved with the weights: a restored head weighs its loss exactly as it was trained.
         self.register_buffer("pos_weight", torch.ones(len(self.label_names)))
 
@@ -46,8 +56,8 @@ class FindingsHead(Block, ABC):
 
     def fit_pos_weight(self, labels: torch.Tensor) -> torch.Tensor:
         """RaDialog's weighting: pos_weight_k = log(N / count_k) over the studies where label k is
-        not blank (N) and positive (count_k); a label never positive keeps weight 1."""
-        known = _known(labels)
+        counted (N, see `blank`) and positive (count_k); a label never positive keeps weight 1."""
+        _, known = self.targets(labels)
         total = known.sum(0).float()
         positives = ((labels == 1) & known).sum(0).float()
         weight = torch.where(positives > 0, torch.log(total / positives.clamp_min(1)), torch.ones_like(total))
@@ -56,12 +66,15 @@ class FindingsHead(Block, ABC):
         return self.pos_weight
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """BCE with `pos_weight`, averaged over the known entries (blank NaN and uncertain -1 are
-        skipped, as they are never written into prompts either)."""
-        known = _known(labels)
-        targets = torch.where(known, (labels == 1).to(logits.dtype), torch.zeros_like(logits))
+        """BCE with `pos_weight`, averaged over the entries that count (see `targets`)."""
+        targets, known = self.targets(labels)
+        targets = targets.to(logits.dtype)
         per_entry = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=self.pos_weight, reduction="none")
         return (per_entry * known).sum() / known.sum().clamp_min(1)
+
+    def targets(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(0/1 targets, mask of the entries that count) for CheXpert-coded `labels`."""
+        return label_targets(labels, self.blank)
 
     def predicted_names(self, probs: torch.Tensor, threshold: float | None = None) -> list[list[str]]:
         """Names over the threshold per study; "No Finding" is dropped when anything else is found."""
@@ -82,5 +95,10 @@ def names_from_row(row: torch.Tensor, label_names: list[str], threshold: float =
     return names
 
 
-def _known(labels: torch.Tensor) -> torch.Tensor:
-    return ~torch.isnan(labels) & (labels != -1)
+def label_targets(labels: torch.Tensor, blank: str = "negative") -> tuple[torch.Tensor, torch.Tensor]:
+    """(targets, counted): target 1 where the code is 1, else 0; uncertain (-1) never counts,
+    blank (NaN) counts as negative unless `blank` is "ignore"."""
+    counted = labels != -1
+    if blank == "ignore":
+        counted &= ~torch.isnan(labels)
+    return (labels == 1).float(), counted

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
@@ -24,8 +26,9 @@ class FindingsClassifier(FindingsHead):
         hidden_dim: int | None = None,
         dropout: float = 0.0,
         input_dim: int | None = None,
+        blank: Literal["negative", "ignore"] = "negative",
     ) -> None:
-        super().__init__(list(label_names or CHEXPERT_LABELS), threshold)
+        super().__init__(list(label_names or CHEXPERT_LABELS), threshold, blank)
         self.hidden_dim, self.dropout = hidden_dim, dropout
         self.net: nn.Module | None = None
         if input_dim is not None:

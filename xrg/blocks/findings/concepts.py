@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -93,10 +93,11 @@ class ConceptAligner(FindingsHead):
         temperature: float = 0.07,
         alignment_weight: float = 1.0,
         threshold: float = 0.5,
+        blank: Literal["negative", "ignore"] = "negative",
     ) -> None:
         self.criteria = load_criteria(criteria)
         diseases = list(dict.fromkeys(c.disease for c in self.criteria))
-        super().__init__(diseases, threshold)
+        super().__init__(diseases, threshold, blank)
         self.alignment_weight = alignment_weight
         self.register_buffer("disease_of", torch.tensor([diseases.index(c.disease) for c in self.criteria]),
                              persistent=False)
@@ -152,10 +153,9 @@ class ConceptAligner(FindingsHead):
 
     def alignment_loss(self, output: ConceptOutput, labels: torch.Tensor) -> torch.Tensor:
         """InfoNCE of each concept over its anchors; the target anchor states the disease's label.
-        Blank and uncertain labels give no target, as in the classification loss."""
-        per_criterion = labels[:, self.disease_of]  # [B, C]
-        known = ~torch.isnan(per_criterion) & (per_criterion != -1)
-        target = (per_criterion != 1).long()  # anchor 0 = present, 1 = absent
+        Entries count as in the classification loss (`targets`)."""
+        present, known = self.targets(labels[:, self.disease_of])  # [B, C]
+        target = (present == 0).long()  # anchor 0 = present, 1 = absent
         nll = F.cross_entropy(output.anchor_logits.flatten(0, 1), target.flatten(), reduction="none")
         return (nll * known.flatten()).sum() / known.sum().clamp_min(1)
 

@@ -8,6 +8,7 @@ temperature. Stage 2 loads the same weights into `ZeroShotDiseasePerception.join
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -136,9 +137,10 @@ class ZeroShotDiseasePerception(FindingsHead):
         embed_dim: int = 256,
         temperature: float = 0.07,
         threshold: float = 0.5,
+        blank: Literal["negative", "ignore"] = "negative",
     ) -> None:
         names = list(label_names) if label_names is not None else [n for n in DEFAULT_PROMPTS if n != "No Finding"]
-        super().__init__(names, threshold)
+        super().__init__(names, threshold, blank)
         table = {**DEFAULT_PROMPTS, **(prompts or {})}
         missing = [name for name in names if name not in table]
         if missing:
