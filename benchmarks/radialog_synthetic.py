@@ -79,7 +79,7 @@ if __name__ == "__main__":
     parser.add_argument("--instruct-epochs", type=int, default=4)
     parser.add_argument("--r2gen-epochs", type=int, default=32)
     parser.add_argument("--r2gen-checkpoint", help="score this R2Gen checkpoint instead of fitting one")
-    parser.add_argument("--set", nargs="*", default=[], help="extra CLI overrides for every RaDialog stage")
+    parser.add_argument("--set", action="append", default=[], help="one extra CLI override for every RaDialog stage (repeatable; --set=--key=value)")
     parser.add_argument("--workdir", default="runs/radialog_benchmark")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "radialog_synthetic.json"))
     args = parser.parse_args()

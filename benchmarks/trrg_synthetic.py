@@ -102,9 +102,9 @@ if __name__ == "__main__":
     add_data_args(parser, image_size=112, views=2)
     parser.add_argument("--stage1-epochs", type=int, default=10)
     parser.add_argument("--stage2-epochs", type=int, default=6)
-    parser.add_argument("--stage1-set", nargs="*", default=[], help="extra CLI overrides for stage 1, e.g. "
+    parser.add_argument("--stage1-set", action="append", default=[], help="one extra CLI override (repeatable; write --stage1-set=--key=value) for stage 1, e.g. "
                         "--model.init_args.block_lr='{image_encoder: 3.0e-3}'")
-    parser.add_argument("--stage2-set", nargs="*", default=[], help="extra CLI overrides for stage 2")
+    parser.add_argument("--stage2-set", action="append", default=[], help="one extra CLI override (repeatable; write --stage1-set=--key=value) for stage 2")
     parser.add_argument("--stage1-checkpoint", help="evaluate this stage-1 checkpoint instead of fitting one")
     parser.add_argument("--stage1-only", action="store_true", help="stop after stage 1")
     parser.add_argument("--workdir", default="runs/trrg_benchmark")
