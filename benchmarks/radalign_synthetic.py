@@ -16,26 +16,26 @@ Data arguments are synthetic_runs.py's (default: 2,000 studies, 800 in the test 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 from synthetic_runs import (
+    AUC_KEYS,
     CE_AND_NLG,
     REPO,
+    Results,
     add_data_args,
     datamodule,
     fit,
     measured,
+    print_auc,
     print_rows,
     test_scores,
 )
 
 import xrg
-from xrg.data.labels import CHEXPERT_LABELS
 
 RECIPES = REPO / "recipes" / "radalign"
-AUC_KEYS = ("auc_mean", *(f"auc/{name}" for name in CHEXPERT_LABELS))
 
 
 def positive_set(labels: torch.Tensor) -> tuple[int, ...]:
@@ -70,34 +70,26 @@ def label_match_recall(checkpoint: Path, a, ks=(1, 5, 10)) -> dict[str, float]:
 
 def run(a) -> dict:
     work = Path(a.workdir)
-    results: dict = {"settings": vars(a)}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-
-    def save() -> None:  # after every phase, so a long run leaves its numbers as it goes
-        Path(a.out).write_text(json.dumps(results, indent=1))
+    results = Results(a.out, vars(a))
 
     concepts, cost = measured(fit, RECIPES / "retrieval_synthetic.yaml", work / "concepts", a,
                               f"--trainer.max_epochs={a.concept_epochs}", *a.concept_set)
     scores, test_cost = measured(test_scores, concepts, a, (*AUC_KEYS, *CE_AND_NLG))
     results["concepts"] = {"fit": cost, "test": test_cost, "checkpoint": str(concepts), **scores}
     results["label_match_recall"] = label_match_recall(concepts, a)
-    save()
+    results.save()
     stage2 = [f"--trainer.max_epochs={a.generate_epochs}", f"--model.init_args.init_from.checkpoint={concepts}",
               *a.generate_set]
     for name, extra in (("concepts_and_retrieval", []), ("concepts_only", ["--model.init_args.retriever=null"])):
         checkpoint, cost = measured(fit, RECIPES / "generate_synthetic.yaml", work / name, a, *stage2, *extra)
         scores, test_cost = measured(test_scores, checkpoint, a)
         results[name] = {"fit": cost, "test": test_cost, **scores}
-        save()
+        results.save()
     return results
 
 
 def print_table(results: dict) -> None:
-    concepts = results["concepts"]
-    print(f"\nconcept classifier ({concepts['fit']['cpu_s']} CPU s): test AUC mean {concepts.get('auc_mean')}")
-    for key in AUC_KEYS[1:]:
-        if key in concepts:
-            print(f"  {key[4:]:28s} {concepts[key]:.3f}")
+    print_auc("concept classifier", results["concepts"])
     print(f"retrieval label-match recall: {results['label_match_recall']}\n")
     names = ("concepts", "concepts_only", "concepts_and_retrieval")
     print_rows({("retrieval_only" if n == "concepts" else n): results[n] for n in names if n in results})

@@ -12,25 +12,27 @@ Data arguments are synthetic_runs.py's (default: 2,000 studies, 800 in the test 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
-from synthetic_runs import REPO, add_data_args, fit, measured, print_rows, test_scores
-
-from xrg.data.labels import CHEXPERT_LABELS
+from synthetic_runs import (
+    AUC_KEYS,
+    REPO,
+    Results,
+    add_data_args,
+    fit,
+    measured,
+    print_auc,
+    print_rows,
+    test_scores,
+)
 
 RECIPES = REPO / "recipes"
-AUC_KEYS = ("auc_mean", *(f"auc/{name}" for name in CHEXPERT_LABELS))
 
 
 def run(a) -> dict:
     work = Path(a.workdir)
-    results: dict = {"settings": vars(a)}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-
-    def save() -> None:  # after every phase, so a long run leaves its numbers as it goes
-        Path(a.out).write_text(json.dumps(results, indent=1))
+    results = Results(a.out, vars(a))
 
     stages = (("classifier", a.classifier_epochs), ("qformer", a.qformer_epochs), ("llm", a.llm_epochs),
               ("instruct", a.instruct_epochs))
@@ -46,7 +48,7 @@ def run(a) -> dict:
         elif name in ("llm", "instruct"):
             scores, test_cost = measured(test_scores, previous, a)
             results[name] |= {"test": test_cost, **scores}
-        save()
+        results.save()
     if a.r2gen_checkpoint:
         results["r2gen"] = {"checkpoint": a.r2gen_checkpoint}
         checkpoint = a.r2gen_checkpoint
@@ -56,16 +58,12 @@ def run(a) -> dict:
         results["r2gen"] = {"fit": cost, "checkpoint": str(checkpoint)}
     scores, test_cost = measured(test_scores, checkpoint, a)
     results["r2gen"] |= {"test": test_cost, **scores}
-    save()
+    results.save()
     return results
 
 
 def print_table(results: dict) -> None:
-    classifier = results["classifier"]
-    print(f"\nfindings classifier ({classifier['fit']['cpu_s']} CPU s): test AUC mean {classifier.get('auc_mean')}")
-    for key in AUC_KEYS[1:]:
-        if key in classifier:
-            print(f"  {key[4:]:28s} {classifier[key]:.3f}")
+    print_auc("findings classifier", results["classifier"])
     print()
     print_rows({f"radialog {name}": results[name] for name in ("llm", "instruct")} | {"r2gen": results["r2gen"]})
 

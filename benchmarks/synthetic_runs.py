@@ -11,6 +11,7 @@ prevalence of 4 % still has ~30 positives to score.
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import time
 from pathlib import Path
@@ -21,10 +22,24 @@ import xrg
 from xrg.cli import main
 from xrg.data import ReportDataModule
 from xrg.data.datamodule import SyntheticBenchmark
+from xrg.data.labels import CHEXPERT_LABELS
 
 REPO = Path(__file__).resolve().parents[1]
 CE_AND_NLG = ("ce/chexpert-rules/macro14/f1", "ce/chexpert-rules/micro14/f1", "ce/chexpert-rules/macro5/f1",
               "nlg/bleu_4", "nlg/rouge_l", "nlg/cider")
+AUC_KEYS = ("auc_mean", *(f"auc/{name}" for name in CHEXPERT_LABELS))
+
+
+class Results(dict):
+    """A benchmark's numbers, written to `out` at every `save()`, so a long run leaves them as it goes."""
+
+    def __init__(self, out: str, settings: dict) -> None:
+        super().__init__(settings=settings)
+        self.out = Path(out)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(self) -> None:
+        self.out.write_text(json.dumps(self, indent=1))
 
 
 def add_data_args(parser: argparse.ArgumentParser, image_size: int = 112, views: int = 2) -> None:
@@ -87,6 +102,14 @@ def test_scores(checkpoint: Path, a, keys=CE_AND_NLG, batch_size: int = 32) -> d
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     (scores,) = trainer.test(model, datamodule=datamodule(a, batch_size), verbose=False)
     return {key: round(float(scores[f"test/{key}"]), 4) for key in keys if f"test/{key}" in scores}
+
+
+def print_auc(title: str, row: dict) -> None:
+    """A classifier's test AUC: the mean, then one line a finding."""
+    print(f"\n{title} ({row['fit']['cpu_s']} CPU s): test AUC mean {row.get('auc_mean')}")
+    for key in AUC_KEYS[1:]:
+        if key in row:
+            print(f"  {key[4:]:28s} {row[key]:.3f}")
 
 
 def print_rows(rows: dict[str, dict], keys=CE_AND_NLG) -> None:

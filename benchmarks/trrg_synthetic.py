@@ -15,12 +15,12 @@ Every run records its CPU seconds (this process's user + system time) next to it
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 from synthetic_runs import (
     REPO,
+    Results,
     add_data_args,
     datamodule,
     fit,
@@ -60,11 +60,7 @@ def evaluate_stage1(checkpoint: Path, a) -> dict:
 
 def run(a) -> dict:
     work = Path(a.workdir)
-    results = {"settings": vars(a)}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-
-    def save() -> None:  # after every phase, so a long run leaves its numbers as it goes
-        Path(a.out).write_text(json.dumps(results, indent=1))
+    results = Results(a.out, vars(a))
 
     if a.stage1_checkpoint:
         stage1, cost = Path(a.stage1_checkpoint), {"reused": a.stage1_checkpoint}
@@ -72,7 +68,7 @@ def run(a) -> dict:
         stage1, cost = measured(fit, RECIPES / "stage1_synthetic.yaml", work / "stage1", a,
                                 f"--trainer.max_epochs={a.stage1_epochs}", *a.stage1_set)
     results["stage1"] = {"fit": cost, **evaluate_stage1(stage1, a)}
-    save()
+    results.save()
     if a.stage1_only:
         return results
     stage2 = [f"--trainer.max_epochs={a.stage2_epochs}", "--model.init_args.generate_in_validation=false",
@@ -83,7 +79,7 @@ def run(a) -> dict:
         checkpoint, cost = measured(fit, RECIPES / "stage2_synthetic.yaml", work / name, a, *stage2, *a.stage2_set, *extra)
         scores, test_cost = measured(test_scores, checkpoint, a)
         results[f"stage2_{name}"] = {"fit": cost, "test": test_cost, **scores}
-        save()
+        results.save()
     return results
 
 
