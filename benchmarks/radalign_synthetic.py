@@ -30,6 +30,7 @@ from synthetic_runs import (
     measured,
     print_auc,
     print_rows,
+    run_from_command_line,
     test_scores,
 )
 
@@ -102,10 +103,4 @@ if __name__ == "__main__":
     parser.add_argument("--generate-epochs", type=int, default=6)
     parser.add_argument("--concept-set", action="append", default=[], help="one extra CLI override (repeatable; --X-set=--key=value) for the concept stage")
     parser.add_argument("--generate-set", action="append", default=[], help="one extra CLI override (repeatable; --X-set=--key=value) for the generation stage")
-    parser.add_argument("--workdir", default="runs/radalign_benchmark")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "radalign_synthetic.json"))
-    args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    outcome = run(args)
-    print_table(outcome)
-    print(f"\nwrote {args.out}")
+    run_from_command_line(parser, "radalign", run, print_table)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
 from synthetic_runs import (
     AUC_KEYS,
     REPO,
@@ -24,6 +23,7 @@ from synthetic_runs import (
     measured,
     print_auc,
     print_rows,
+    run_from_command_line,
     test_scores,
 )
 
@@ -78,10 +78,4 @@ if __name__ == "__main__":
     parser.add_argument("--r2gen-epochs", type=int, default=32)
     parser.add_argument("--r2gen-checkpoint", help="score this R2Gen checkpoint instead of fitting one")
     parser.add_argument("--set", action="append", default=[], help="one extra CLI override for every RaDialog stage (repeatable; --set=--key=value)")
-    parser.add_argument("--workdir", default="runs/radialog_benchmark")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "radialog_synthetic.json"))
-    args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    outcome = run(args)
-    print_table(outcome)
-    print(f"\nwrote {args.out}")
+    run_from_command_line(parser, "radialog", run, print_table)

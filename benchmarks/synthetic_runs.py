@@ -118,3 +118,12 @@ def print_rows(rows: dict[str, dict], keys=CE_AND_NLG) -> None:
     for name, row in rows.items():
         cost = row.get("fit", {}).get("cpu_s", float("nan"))
         print(f"{name:24s}" + "".join(f"{row.get(k, float('nan')):>16.4f}" for k in keys) + f"{cost:>12}")
+
+
+def run_from_command_line(parser: argparse.ArgumentParser, name: str, run, print_table) -> None:
+    """Parse (adding --workdir and --out), run, save, print: the tail of every recipe benchmark."""
+    parser.add_argument("--workdir", default=f"runs/{name}_benchmark", help="where the runs' checkpoints and logs go")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / f"{name}_synthetic.json"))
+    args = parser.parse_args()
+    print_table(run(args))
+    print(f"\nwrote {args.out}")

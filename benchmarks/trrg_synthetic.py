@@ -26,6 +26,7 @@ from synthetic_runs import (
     fit,
     measured,
     print_rows,
+    run_from_command_line,
     test_scores,
 )
 
@@ -103,10 +104,4 @@ if __name__ == "__main__":
     parser.add_argument("--stage2-set", action="append", default=[], help="one extra CLI override (repeatable; write --stage1-set=--key=value) for stage 2")
     parser.add_argument("--stage1-checkpoint", help="evaluate this stage-1 checkpoint instead of fitting one")
     parser.add_argument("--stage1-only", action="store_true", help="stop after stage 1")
-    parser.add_argument("--workdir", default="runs/trrg_benchmark")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "trrg_synthetic.json"))
-    args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    outcome = run(args)
-    print_table(outcome)
-    print(f"\nwrote {args.out}")
+    run_from_command_line(parser, "trrg", run, print_table)
