@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from xrg.blocks.encoders import HFTextEncoder, TimmImageEncoder
 from xrg.data.labels import CHEXPERT_LABELS
 from xrg.tasks.contrastive import (ContrastivePretraining, disease_sentences, multi_positive_nce,
-                                   retrieval_recall, symmetric_nce)
+                                   retrieval_recall, sentence_positives, symmetric_nce)
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
 
@@ -37,9 +37,32 @@ def test_several_positives_share_the_target():
 def test_disease_sentences_keep_positive_findings_only():
     report = "there is moderate cardiomegaly . no pneumothorax . small left pleural effusion . the lungs are clear ."
     found = disease_sentences(report)
-    assert [s for s, _ in found] == ["there is moderate cardiomegaly", "small left pleural effusion"]
-    names = [[CHEXPERT_LABELS[i] for i, on in enumerate(v) if on] for _, v in found]
+    assert [s for s, _, _ in found] == ["there is moderate cardiomegaly", "small left pleural effusion"]
+    names = [[CHEXPERT_LABELS[i] for i, on in enumerate(v) if on] for _, v, _ in found]
     assert names == [["Cardiomegaly"], ["Pleural Effusion"]]
+    # With negated sentences, those stating absence join: "no pneumothorax", "the lungs are clear".
+    found = disease_sentences(report, negated=True)
+    assert [s for s, _, _ in found] == ["there is moderate cardiomegaly", "no pneumothorax", "small left pleural effusion",
+                                        "the lungs are clear"]
+    assert not any(found[1][1]) and [CHEXPERT_LABELS[i] for i, on in enumerate(found[1][2]) if on] == ["Pneumothorax"]
+    assert not any(found[3][1]) and "Lung Opacity" in [CHEXPERT_LABELS[i] for i, on in enumerate(found[3][2]) if on]
+
+
+def test_a_sentence_matches_studies_with_all_it_states_present_and_none_it_states_absent():
+    index = {name: i for i, name in enumerate(CHEXPERT_LABELS)}
+
+    def vector(*names):
+        row = torch.zeros(14, dtype=torch.bool)
+        row[[index[n] for n in names]] = True
+        return row
+
+    studies = torch.stack([vector("Cardiomegaly"), vector("Cardiomegaly", "Pneumothorax"), vector()])
+    present = torch.stack([vector("Cardiomegaly"), vector(), vector("Pneumothorax")])
+    absent = torch.stack([vector(), vector("Pneumothorax"), vector()])
+    # sentences: "cardiomegaly", "no pneumothorax", "pneumothorax"
+    assert sentence_positives(studies, present, absent).tolist() == [[True, True, False],
+                                                                    [True, False, True],
+                                                                    [False, True, False]]
 
 
 def test_retrieval_recall_counts_rank_of_the_match():

@@ -33,22 +33,33 @@ def _findings_vector(codes: dict[str, int | None]) -> tuple[bool, ...]:
 
 
 @lru_cache(maxsize=65536)
-def _sentence_findings(sentence: str) -> tuple[bool, ...]:
-    # Reports are templated, so the same sentences recur: the labeler runs once per distinct one.
+def _sentence_findings(sentence: str) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
+    """(stated present, stated absent) per observation; "No Finding" is neither.
+    Reports are templated, so the same sentences recur: the labeler runs once per distinct one."""
     from xrg.metrics.labeler import label_report
 
-    return _findings_vector(label_report(sentence))
+    codes = label_report(sentence)
+    return _findings_vector(codes), tuple(codes[name] == 0 and name != "No Finding" for name in CHEXPERT_LABELS)
 
 
-def disease_sentences(report: str) -> list[tuple[str, tuple[bool, ...]]]:
-    """Sentences of `report` stating at least one positive finding, with their [14] findings."""
+def disease_sentences(report: str, negated: bool = False) -> list[tuple[str, tuple[bool, ...], tuple[bool, ...]]]:
+    """Sentences of `report` stating a positive finding (with `negated`, also those stating only
+    absent ones, "no pneumothorax"), each with its [14] stated-present and stated-absent findings."""
     found = []
     for sentence in (s.strip() for s in _SENTENCE_END.split(report)):
         if sentence:
-            findings = _sentence_findings(sentence)
-            if any(findings):
-                found.append((sentence, findings))
+            present, absent = _sentence_findings(sentence)
+            if any(present) or (negated and any(absent)):
+                found.append((sentence, present, absent))
     return found
+
+
+def sentence_positives(study_findings: torch.Tensor, present: torch.Tensor, absent: torch.Tensor) -> torch.Tensor:
+    """[images, sentences] bool: a sentence matches an image when the study has every finding the
+    sentence states present and none it states absent (study_findings, present, absent: [N, 14])."""
+    missing = (present.unsqueeze(0) & ~study_findings.unsqueeze(1)).any(-1)
+    contradicted = (absent.unsqueeze(0) & study_findings.unsqueeze(1)).any(-1)
+    return ~(missing | contradicted)
 
 
 def multi_positive_nce(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
@@ -90,6 +101,7 @@ class ContrastivePretraining(XrgTask):
         report_weight: float = 1.0,
         sentence_weight: float = 1.0,
         sentences_per_study: int = 2,
+        negated_sentences: bool = False,
         recall_at: tuple[int, ...] = (1, 5, 10),
         **task_kwargs: Any,
     ) -> None:
@@ -101,6 +113,7 @@ class ContrastivePretraining(XrgTask):
         self.report_weight = report_weight
         self.sentence_weight = sentence_weight
         self.sentences_per_study = sentences_per_study
+        self.negated_sentences = negated_sentences
         self.recall_at = tuple(recall_at)
         self._val_embeddings: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -120,29 +133,32 @@ class ContrastivePretraining(XrgTask):
         findings[:, _NO_FINDING] = False
         return findings
 
-    def sentence_slots(self, reports: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`sentences_per_study` slots per study: embeddings [B*S, E], findings [B*S, 14], valid [B*S].
+    def sentence_slots(self, reports: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`sentences_per_study` slots per study: embeddings [B*S, E], stated-present and
+        stated-absent findings [B*S, 14], valid [B*S].
 
         A fixed number of slots per study keeps shapes equal across ranks for the gather; empty
         slots stay zero and are masked out. Training picks a random subset, evaluation the first.
         """
         per_study, chosen, slot_index = self.sentences_per_study, [], []
-        findings = torch.zeros(len(reports) * per_study, len(CHEXPERT_LABELS), dtype=torch.bool)
+        present = torch.zeros(len(reports) * per_study, len(CHEXPERT_LABELS), dtype=torch.bool)
+        absent = torch.zeros_like(present)
         for i, report in enumerate(reports):
-            candidates = disease_sentences(report)
+            candidates = disease_sentences(report, self.negated_sentences)
             order = torch.randperm(len(candidates)).tolist() if self.training else range(len(candidates))
             for slot, c in enumerate(list(order)[:per_study]):
-                sentence, vector = candidates[c]
+                sentence, stated_present, stated_absent = candidates[c]
                 chosen.append(sentence)
                 slot_index.append(i * per_study + slot)
-                findings[i * per_study + slot] = torch.tensor(vector)
+                present[i * per_study + slot] = torch.tensor(stated_present)
+                absent[i * per_study + slot] = torch.tensor(stated_absent)
         embeddings = torch.zeros(len(reports) * per_study, self.joint.embed_dim, device=self.device)
         valid = torch.zeros(len(reports) * per_study, dtype=torch.bool, device=self.device)
         if chosen:
             index = torch.tensor(slot_index, device=self.device)
             embeddings = embeddings.index_put((index,), self.joint.embed_texts(chosen).to(embeddings.dtype))
             valid[index] = True
-        return embeddings, findings.to(self.device), valid
+        return embeddings, present.to(self.device), absent.to(self.device), valid
 
     def _gather(self, tensor: torch.Tensor, grads: bool) -> torch.Tensor:
         if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
@@ -158,13 +174,12 @@ class ContrastivePretraining(XrgTask):
         eye = torch.eye(len(images), dtype=torch.bool, device=images.device)
         losses = {"report": symmetric_nce(scale * images @ reports.t(), eye)}
         if self.sentence_weight > 0:
-            sentences, sentence_findings, valid = self.sentence_slots(batch["reports"])
+            sentences, present, absent, valid = self.sentence_slots(batch["reports"])
             sentences = self._gather(sentences, grads=True)
-            sentence_findings = self._gather(sentence_findings, grads=False)
+            present, absent = self._gather(present, grads=False), self._gather(absent, grads=False)
             valid = self._gather(valid, grads=False)
             findings = self._gather(self.study_findings(batch), grads=False)
-            # image i matches sentence j when the study has every finding the sentence states
-            positives = ~(sentence_findings.unsqueeze(0) & ~findings.unsqueeze(1)).any(-1)
+            positives = sentence_positives(findings, present, absent)
             losses["sentence"] = symmetric_nce(scale * images @ sentences.t(), positives, valid)
         return losses, local_images, local_reports
 
