@@ -96,27 +96,83 @@ class JointSpace(Block):
         return torch.stack([self._text_cache[t] for t in texts]).to(device)
 
 
-# Report-style prompts per CheXpert observation: (positive, negative). Phrased as reports state
-# findings, because the stage-1 text side was trained on report sentences, not captions.
+# Report-style prompts per CheXpert observation: (positive, negative), several phrasings a side.
+# Phrased as reports state findings, because the stage-1 text side was trained on report
+# sentences, not captions; each side is an ensemble (the mean of its unit vectors), which on the
+# synthetic benchmark raised zero-shot AUC from 0.805 (two phrasings a side) to 0.822 on the test
+# split with the same stage-1 checkpoint (chosen on the validation split; docs/recipes/trrg.md).
 DEFAULT_PROMPTS: dict[str, tuple[list[str], list[str]]] = {
-    "No Finding": (["no acute cardiopulmonary abnormality", "the lungs are clear"],
-                   ["there is an acute cardiopulmonary abnormality", "abnormal chest radiograph"]),
-    "Enlarged Cardiomediastinum": (["the mediastinum is widened", "enlarged cardiomediastinal silhouette"],
-                                   ["normal mediastinal contour", "the mediastinum is not widened"]),
-    "Cardiomegaly": (["the heart is enlarged", "there is cardiomegaly"], ["heart size is normal", "no cardiomegaly"]),
-    "Lung Lesion": (["there is a pulmonary nodule", "there is a lung mass"], ["no nodules or masses", "no lung lesion"]),
-    "Lung Opacity": (["there is an opacity in the lung", "patchy airspace opacity"],
-                     ["no focal airspace opacity", "the lungs are clear"]),
-    "Edema": (["there is pulmonary edema", "interstitial edema"], ["no pulmonary edema", "no edema"]),
-    "Consolidation": (["there is consolidation", "focal airspace consolidation"], ["no consolidation", "no focal consolidation"]),
-    "Pneumonia": (["findings consistent with pneumonia", "there is pneumonia"], ["no pneumonia", "no evidence of pneumonia"]),
-    "Atelectasis": (["there is atelectasis", "subsegmental atelectasis"], ["no atelectasis", "no evidence of atelectasis"]),
-    "Pneumothorax": (["there is a pneumothorax", "pneumothorax is present"], ["no pneumothorax", "no evidence of pneumothorax"]),
-    "Pleural Effusion": (["there is a pleural effusion", "small pleural effusion"], ["no pleural effusion", "no effusion"]),
-    "Pleural Other": (["there is pleural thickening", "pleural scarring"], ["no pleural thickening", "no pleural abnormality"]),
-    "Fracture": (["there is a rib fracture", "acute fracture"], ["no fracture", "no displaced rib fracture"]),
-    "Support Devices": (["there is a support device", "tube tip and catheter in place"],
-                        ["no support devices", "no lines or tubes"]),
+    "No Finding": (
+        ["no acute cardiopulmonary abnormality", "the lungs are clear", "no acute cardiopulmonary process",
+         "normal chest radiograph"],
+        ["there is an acute cardiopulmonary abnormality", "abnormal chest radiograph", "there are acute findings"],
+    ),
+    "Enlarged Cardiomediastinum": (
+        ["the mediastinum is widened", "enlarged cardiomediastinal silhouette", "widened superior mediastinum",
+         "the mediastinal silhouette is enlarged"],
+        ["normal mediastinal contour", "the mediastinum is not widened", "the mediastinal contours are normal",
+         "the mediastinum is unremarkable"],
+    ),
+    "Cardiomegaly": (
+        ["the heart is enlarged", "there is cardiomegaly", "the cardiac silhouette is enlarged",
+         "moderate cardiomegaly"],
+        ["heart size is normal", "no cardiomegaly", "the heart is normal in size",
+         "heart size is within normal limits"],
+    ),
+    "Lung Lesion": (
+        ["there is a pulmonary nodule", "there is a lung mass", "a rounded nodule in the lung",
+         "there is a mass in the upper lobe"],
+        ["no nodules or masses", "no lung lesion", "no suspicious pulmonary nodules"],
+    ),
+    "Lung Opacity": (
+        ["there is an opacity in the lung", "patchy airspace opacity", "hazy opacity in the lung base",
+         "there is an airspace opacity"],
+        ["no focal airspace opacity", "the lungs are clear", "no focal airspace disease"],
+    ),
+    "Edema": (
+        ["there is pulmonary edema", "interstitial edema", "moderate pulmonary edema",
+         "perihilar haziness consistent with pulmonary edema"],
+        ["no pulmonary edema", "no edema"],
+    ),
+    "Consolidation": (
+        ["there is consolidation", "focal airspace consolidation", "consolidation in the lower lobe",
+         "there is focal consolidation"],
+        ["no consolidation", "no focal consolidation", "no airspace consolidation"],
+    ),
+    "Pneumonia": (
+        ["findings consistent with pneumonia", "there is pneumonia",
+         "dense consolidation consistent with pneumonia", "lower lobe pneumonia"],
+        ["no pneumonia", "no evidence of pneumonia"],
+    ),
+    "Atelectasis": (
+        ["there is atelectasis", "subsegmental atelectasis", "linear atelectasis at the lung base",
+         "plate-like atelectasis"],
+        ["no atelectasis", "no evidence of atelectasis"],
+    ),
+    "Pneumothorax": (
+        ["there is a pneumothorax", "pneumothorax is present", "small apical pneumothorax",
+         "there is a right pneumothorax"],
+        ["no pneumothorax", "no evidence of pneumothorax"],
+    ),
+    "Pleural Effusion": (
+        ["there is a pleural effusion", "small pleural effusion", "bilateral pleural effusions",
+         "blunting of the costophrenic angle consistent with pleural effusion"],
+        ["no pleural effusion", "no effusion"],
+    ),
+    "Pleural Other": (
+        ["there is pleural thickening", "pleural scarring", "apical pleural thickening", "mild pleural thickening"],
+        ["no pleural thickening", "no pleural abnormality"],
+    ),
+    "Fracture": (
+        ["there is a rib fracture", "acute fracture", "displaced rib fracture", "fracture of the lateral rib"],
+        ["no fracture", "no displaced rib fracture", "the osseous structures are intact",
+         "no acute osseous abnormality"],
+    ),
+    "Support Devices": (
+        ["there is a support device", "tube tip and catheter in place", "endotracheal tube in place",
+         "central venous catheter with tip in the svc", "chest wall pacemaker with leads"],
+        ["no support devices", "no lines or tubes"],
+    ),
 }
 
 
