@@ -34,7 +34,7 @@ from synthetic_runs import (
 
 import xrg
 from xrg.blocks.findings.zero_shot import ZeroShotDiseasePerception
-from xrg.data.labels import CHEXPERT_LABELS
+from xrg.data.labels import CHEXPERT_LABELS, select_labels
 from xrg.tasks.contrastive import retrieval_recall
 from xrg.tasks.findings import per_label_auc
 
@@ -50,7 +50,8 @@ def perception_auc(checkpoint: Path, a) -> dict:
     for batch in datamodule(a).test_dataloader():
         probs.append(task.perception(task.image_encoder(batch["images"], batch["view_mask"])).sigmoid())
         labels.append(batch["labels"])
-    auc = per_label_auc(torch.cat(probs), torch.cat(labels), task.perception.label_names)
+    names = task.perception.label_names
+    auc = per_label_auc(torch.cat(probs), select_labels(torch.cat(labels), names), names)
     return {"perception_auc": {name: round(value, 4) for name, value in auc.items()},
             "perception_auc_mean": round(sum(auc.values()) / len(auc), 4)}
 

@@ -24,7 +24,6 @@ from xrg.blocks.encoders.base import ImageEncoder
 from xrg.blocks.findings.concepts import ConceptAligner, ConceptOutput
 from xrg.blocks.retrieval.base import Retrieved, Retriever
 from xrg.data.dataset import collate_studies
-from xrg.data.errors import DataError
 from xrg.data.labels import CHEXPERT_LABELS
 from xrg.tasks.findings import FindingsClassification
 
@@ -157,11 +156,6 @@ class ConceptAlignment(RetrievalIndexMixin, FindingsClassification):
 
     def index_query_modules(self) -> list[torch.nn.Module]:
         return [self.image_encoder, self.findings]
-
-    def _labels(self, batch: dict[str, Any]) -> torch.Tensor:
-        if "labels" not in batch:
-            raise DataError(f"batch of studies {batch['ids'][:3]}... has no labels: concept alignment needs labels")
-        return batch["labels"]
 
     def on_test_start(self) -> None:
         self.ensure_index()

@@ -13,6 +13,7 @@ from torchmetrics.functional.classification import binary_auroc
 from xrg.blocks.encoders.base import ImageEncoder
 from xrg.blocks.findings.base import FindingsHead, label_targets
 from xrg.data.errors import DataError
+from xrg.data.labels import select_labels
 from xrg.tasks.base import XrgTask
 
 
@@ -42,26 +43,30 @@ class FindingsClassification(XrgTask):
         super().setup(stage)
         datamodule = getattr(self.trainer, "datamodule", None)
         if stage == "fit" and self.fit_pos_weight and not self.trainer.ckpt_path and datamodule is not None:
-            self.findings.fit_pos_weight(datamodule.train_labels())
+            self.findings.fit_pos_weight(select_labels(datamodule.train_labels(), self.findings.label_names))
 
     def forward(self, images: torch.Tensor, view_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Probabilities `[B, K]`."""
         return self.findings(self.image_encoder(images, view_mask)).sigmoid()
 
     def _logits(self, batch: dict[str, Any]) -> torch.Tensor:
-        if "labels" not in batch:
-            raise DataError(f"batch of studies {batch['ids'][:3]}... has no labels: findings training needs labels")
         return self.findings(self.image_encoder(batch["images"], batch.get("view_mask")))
 
+    def _labels(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The batch's labels for the head's observations, in the head's order."""
+        if "labels" not in batch:
+            raise DataError(f"batch of studies {batch['ids'][:3]}... has no labels: findings training needs labels")
+        return select_labels(batch["labels"], self.findings.label_names)
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        loss = self.findings.loss(self._logits(batch), batch["labels"])
+        loss = self.findings.loss(self._logits(batch), self._labels(batch))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
         return loss
 
     def _evaluate(self, batch: dict[str, Any], split: str) -> None:
-        logits = self._logits(batch)
-        self.log(f"{split}/loss", self.findings.loss(logits, batch["labels"]), batch_size=len(batch["ids"]), sync_dist=True)
-        self._outputs[split].append((logits.sigmoid().detach(), batch["labels"]))
+        logits, labels = self._logits(batch), self._labels(batch)
+        self.log(f"{split}/loss", self.findings.loss(logits, labels), batch_size=len(batch["ids"]), sync_dist=True)
+        self._outputs[split].append((logits.sigmoid().detach(), labels))
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -90,7 +95,8 @@ class FindingsClassification(XrgTask):
 
 def per_label_auc(probs: torch.Tensor, labels: torch.Tensor, names: list[str], blank: str = "negative") -> dict[str, float]:
     """ROC AUC per label: positives (1) against negatives (0, and blank unless `blank` is "ignore"),
-    uncertain left out, as the heads train (`label_targets`); labels seen with one class only are left out."""
+    uncertain left out, as the heads train (`label_targets`); labels seen with one class only are left out.
+    `labels` are `[N, len(names)]`, column k for `names[k]` (`select_labels` takes them from a batch's 14)."""
     targets, counted = label_targets(labels, blank)
     scores = {}
     for k, name in enumerate(names):

@@ -30,7 +30,7 @@ from xrg.blocks.decoders.base import Decoder
 from xrg.blocks.decoders.prompt import PromptBuilder
 from xrg.blocks.encoders.base import Features, ImageEncoder
 from xrg.blocks.findings.zero_shot import ZeroShotDiseasePerception
-from xrg.data.labels import CHEXPERT_LABELS
+from xrg.data.labels import CHEXPERT_LABELS, select_labels
 from xrg.tasks.report_generation import ReportGeneration
 
 PERCEIVED = "perception_logits"  # batch key where `encode` leaves the perceived disease logits
@@ -102,8 +102,7 @@ class TRRG(ReportGeneration):
             from xrg.metrics.labeler import label_reports
 
             labels = labels_to_matrix(label_reports(batch["reports"])).to(self.device)
-        columns = [CHEXPERT_LABELS.index(name) for name in self.perception.label_names]
-        return labels[:, columns]
+        return select_labels(labels, self.perception.label_names)
 
     def consistency_loss(self, batch: dict[str, Any], features: Features) -> torch.Tensor:
         labels = self.disease_labels(batch)
