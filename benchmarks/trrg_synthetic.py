@@ -9,7 +9,8 @@
    and without them (the same recipe with perception/injector/interaction set to null), scored
    on the test split: clinical efficacy (chexpert-rules) and NLG; for the run with clues also the
    AUC of its perception after fine-tuning (what the clue tokens carry).
-Defaults are the recipes' settings (96 px frontal view, 40 + 30 epochs, cosine schedules).
+Defaults are the recipes' settings (96 px frontal view, the recipes' epochs and cosine schedules);
+`--stage2-recipe stage2_llm_synthetic.yaml` compares the clue path with the LLM decoder instead.
 Data arguments are synthetic_runs.py's (default: 2,000 studies, 800 in the test split).
 Every run records its CPU seconds (this process's user + system time) next to its numbers.
 """
@@ -76,9 +77,9 @@ def evaluate_stage1(checkpoint: Path, a) -> dict:
             "recall": {f"@{k}": round(v, 4) for k, v in recall.items()}, "test_studies": len(labels)}
 
 
-def epochs(n: int) -> list[str]:
-    """The epoch budget, with the recipes' cosine schedule stretched to end with it."""
-    return [f"--trainer.max_epochs={n}", f"--model.init_args.lr_scheduler.init_args.T_max={n}"]
+def epochs(n: int | None) -> list[str]:
+    """The epoch budget, with the recipes' cosine schedule stretched to end with it (None: the recipe's)."""
+    return [] if n is None else [f"--trainer.max_epochs={n}", f"--model.init_args.lr_scheduler.init_args.T_max={n}"]
 
 
 def run(a) -> dict:
@@ -99,7 +100,7 @@ def run(a) -> dict:
     no_clues = ["--model.init_args.perception=null", "--model.init_args.injector=null", "--model.init_args.interaction=null",
                 "--model.init_args.init_from.blocks={image_encoder: image_encoder}"]
     for name, extra in (("with_clues", []), ("without_clues", no_clues)):
-        checkpoint, cost = measured(fit, RECIPES / "stage2_synthetic.yaml", work / name, a, *stage2, *a.stage2_set, *extra)
+        checkpoint, cost = measured(fit, RECIPES / a.stage2_recipe, work / name, a, *stage2, *a.stage2_set, *extra)
         scores, test_cost = measured(test_scores, checkpoint, a)
         results[f"stage2_{name}"] = {"fit": cost, "test": test_cost, **scores}
         if name == "with_clues":
@@ -126,8 +127,10 @@ def print_table(results: dict) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_data_args(parser, image_size=96, views=1)  # the recipes' crop and frontal view
-    parser.add_argument("--stage1-epochs", type=int, default=40)
-    parser.add_argument("--stage2-epochs", type=int, default=30)
+    parser.add_argument("--stage1-epochs", type=int, help="default: the recipe's (40)")
+    parser.add_argument("--stage2-epochs", type=int, help="default: the recipe's (30; the LLM recipe 20)")
+    parser.add_argument("--stage2-recipe", default="stage2_synthetic.yaml",
+                        help="stage2_synthetic.yaml (transformer decoder) or stage2_llm_synthetic.yaml (tiny LLM)")
     parser.add_argument("--stage1-set", action="append", default=[], help="one extra CLI override (repeatable; write --stage1-set=--key=value) for stage 1, e.g. "
                         "--model.init_args.block_lr='{image_encoder: 3.0e-3}'")
     parser.add_argument("--stage2-set", action="append", default=[], help="one extra CLI override (repeatable; write --stage1-set=--key=value) for stage 2")
