@@ -42,6 +42,12 @@ from xrg.tasks.findings import per_label_auc
 RECIPES = REPO / "recipes" / "trrg"
 
 
+def auc_summary(probs: torch.Tensor, labels: torch.Tensor, names: list[str]) -> tuple[dict[str, float], float]:
+    """Test AUC per named finding (labels: a batch's 14 columns) and their mean, rounded for the JSON."""
+    auc = per_label_auc(probs, select_labels(labels, names), names)
+    return {name: round(value, 4) for name, value in auc.items()}, round(sum(auc.values()) / len(auc), 4)
+
+
 @torch.no_grad()
 def perception_auc(checkpoint: Path, a) -> dict:
     """A stage-2 checkpoint's perception on the test split: what its clues carry after fine-tuning
@@ -51,10 +57,8 @@ def perception_auc(checkpoint: Path, a) -> dict:
     for batch in datamodule(a).test_dataloader():
         probs.append(task.perception(task.image_encoder(batch["images"], batch["view_mask"])).sigmoid())
         labels.append(batch["labels"])
-    names = task.perception.label_names
-    auc = per_label_auc(torch.cat(probs), select_labels(torch.cat(labels), names), names)
-    return {"perception_auc": {name: round(value, 4) for name, value in auc.items()},
-            "perception_auc_mean": round(sum(auc.values()) / len(auc), 4)}
+    auc, mean = auc_summary(torch.cat(probs), torch.cat(labels), task.perception.label_names)
+    return {"perception_auc": auc, "perception_auc_mean": mean}
 
 
 @torch.no_grad()
@@ -71,9 +75,9 @@ def evaluate_stage1(checkpoint: Path, a) -> dict:
         images.append(task.joint.embed_images(visual.pooled))
         reports.append(task.joint.embed_texts(batch["reports"]))
     probs, labels = torch.cat(probs), torch.cat(labels)
-    auc = {name: round(value, 4) for name, value in per_label_auc(probs, labels, perception.label_names).items()}
+    auc, mean = auc_summary(probs, labels, perception.label_names)
     recall = retrieval_recall(torch.cat(images), torch.cat(reports), (1, 5, 10))
-    return {"zero_shot_auc": auc, "zero_shot_auc_mean": round(sum(auc.values()) / len(auc), 4),
+    return {"zero_shot_auc": auc, "zero_shot_auc_mean": mean,
             "recall": {f"@{k}": round(v, 4) for k, v in recall.items()}, "test_studies": len(labels)}
 
 
