@@ -90,3 +90,23 @@ def tiny_chain_args(root: Path, run: Path) -> list[str]:
 def last_checkpoint(run: Path) -> Path:
     (path,) = run.rglob("last.ckpt")
     return path
+
+
+def recipe_variant(recipe: Path, out: Path, changes: dict) -> Path:
+    """A copy of `recipe` with values changed at dotted paths, list items by index
+    (`model.init_args.guides.0.init_args.tokens`): what the command line cannot reach inside a list."""
+    import yaml
+
+    config = yaml.safe_load(Path(recipe).read_text())
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        node = config
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(config, sort_keys=False))
+    return out

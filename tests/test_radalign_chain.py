@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import write_tiny_dataset
+from conftest import recipe_variant, write_tiny_dataset
 from xrg.cli import main
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "radalign"
@@ -23,10 +23,9 @@ def _data_args(root: Path) -> list[str]:
             "--data.init_args.resize=52", "--data.init_args.batch_size=4"]
 
 
-def _small(kind: str) -> list[str]:
-    key = "concepts" if kind == "generate" else "findings"
+def _small() -> list[str]:
     return ["--model.init_args.image_encoder.init_args.model_name=test_resnet",
-            f"--model.init_args.{key}.init_args.dim=32", f"--model.init_args.{key}.init_args.heads=2",
+            "--model.init_args.findings.init_args.dim=32", "--model.init_args.findings.init_args.heads=2",
             "--trainer.enable_checkpointing=true", "--trainer.logger=false"]
 
 
@@ -37,13 +36,13 @@ def _checkpoint(root: Path) -> Path:
 def test_concepts_then_retrieval_then_generation(tmp_path):
     data = write_tiny_dataset(tmp_path / "tiny")
     stage1 = tmp_path / "stage1"
-    main(["fit", "--config", str(RECIPES / "retrieval_synthetic.yaml"), *_data_args(data), *_small("retrieval"),
+    main(["fit", "--config", str(RECIPES / "retrieval_synthetic.yaml"), *_data_args(data), *_small(),
           "--trainer.max_steps=2", "--trainer.max_epochs=1", f"--trainer.default_root_dir={stage1}"])
     checkpoint = _checkpoint(stage1)
 
     # Retrieval-only baseline: the index is built once next to the checkpoint, then reloaded.
     predictions = tmp_path / "retrieval.jsonl"
-    args = ["--config", str(RECIPES / "retrieval_synthetic.yaml"), *_data_args(data), *_small("retrieval"),
+    args = ["--config", str(RECIPES / "retrieval_synthetic.yaml"), *_data_args(data), *_small(),
             f"--ckpt_path={checkpoint}"]
     main(["predict", *args, f"--predictions={predictions}"])
     index_dir = checkpoint.parent / "retrieval_index"
@@ -63,7 +62,11 @@ def test_concepts_then_retrieval_then_generation(tmp_path):
     stage2 = tmp_path / "stage2"
     small_llm = '{model_type: llama, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, ' \
                 'num_attention_heads: 2, num_key_value_heads: 2, max_position_embeddings: 2048}'
-    generate = ["--config", str(RECIPES / "generate_synthetic.yaml"), *_data_args(data), *_small("generate"),
+    aligner = "model.init_args.guides.0.init_args.aligner.init_args"
+    recipe = recipe_variant(RECIPES / "generate_synthetic.yaml", tmp_path / "generate.yaml",
+                            {f"{aligner}.dim": 32, f"{aligner}.heads": 2})
+    generate = ["--config", str(recipe), *_data_args(data), "--model.init_args.image_encoder.init_args.model_name=test_resnet",
+                "--trainer.enable_checkpointing=true", "--trainer.logger=false",
                 f"--model.init_args.decoder.init_args.config={small_llm}",
                 "--model.init_args.decoder.init_args.max_new_tokens=8"]
     main(["fit", *generate, "--trainer.max_steps=2", "--trainer.max_epochs=1", f"--trainer.default_root_dir={stage2}",
@@ -71,7 +74,7 @@ def test_concepts_then_retrieval_then_generation(tmp_path):
     stage2_checkpoint = _checkpoint(stage2)
     state = torch.load(stage2_checkpoint, weights_only=True)["state_dict"]
     stage1_state = torch.load(checkpoint, weights_only=True)["state_dict"]
-    assert torch.equal(state["concepts.evidence_weight"], stage1_state["findings.evidence_weight"])
+    assert torch.equal(state["guides.concepts.aligner.evidence_weight"], stage1_state["findings.evidence_weight"])
     assert torch.equal(state["image_encoder.model.conv1.0.weight"], stage1_state["image_encoder.model.conv1.0.weight"])
 
     explained = tmp_path / "radalign.jsonl"

@@ -1,6 +1,7 @@
 """`xrg chat`: talk with a trained LLM report model about one study (RaDialog-style).
 
-The session first writes the report (prompted with the predicted findings), then answers
+The session first writes the report (prompted with what the model's guides give: predicted
+findings, concepts, retrieved reports, disease clues), then answers
 follow-ups with the whole conversation as context: "Is there an effusion?", "Correct it: there
 is no pneumothorax", "Explain it simply". From Python:
 
@@ -21,20 +22,22 @@ from xrg.data.errors import DataError
 
 
 class Session:
-    """A dialog about one study. `model` is an `LLMReportGeneration` (or subclass); `images` is
-    `[V, C, H, W]` already transformed as in training. The image is encoded once."""
+    """A dialog about one study. `model` is a `ReportGeneration` task with an LLM decoder and a
+    prompt; `images` is `[V, C, H, W]` already transformed as in training. The image is encoded once."""
 
     def __init__(self, model, images: torch.Tensor, **generate_kwargs: Any) -> None:
-        if not hasattr(model, "prompt") or not hasattr(model, "findings_names"):
-            raise ValueError(f"{type(model).__name__} is not an LLM report model (needs a prompt builder); chat needs e.g. LLMReportGeneration")
+        if getattr(model, "prompt", None) is None or not hasattr(model, "encode"):
+            raise ValueError(f"{type(model).__name__} is not an LLM report model (needs an LLM decoder and a prompt); "
+                             "chat needs e.g. RaDialog's llm or instruct stage")
         self.model = model.eval()
         self.generate_kwargs = generate_kwargs
         self.history: list[tuple[str, str]] = []
         device = next(model.parameters()).device
-        self._batch = {"ids": ["chat"], "images": images.unsqueeze(0).to(device), "view_mask": None}
+        batch = {"ids": ["chat"], "images": images.unsqueeze(0).to(device), "view_mask": None}
         with torch.no_grad():
-            self._features = model.encode(self._batch)
-        self.findings = model.findings_names(self._batch)[0]
+            self._encoded = model.encode(batch, with_loss=False)
+        self.fields = model.prompt_fields(self._encoded, 0)
+        self.findings = self.fields["findings"]
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, image_paths: list[str | Path], **generate_kwargs: Any) -> "Session":
@@ -54,12 +57,12 @@ class Session:
         return cls(model, torch.stack(views), **generate_kwargs)
 
     def _reply(self, prompt: str) -> str:
-        return self.model.decoder.generate(self._features, [prompt], **self.generate_kwargs)[0]
+        return self.model.decoder.generate(self._encoded.memory, [prompt], **self.generate_kwargs)[0]
 
     def report(self) -> str:
         """The report (first turn); starts the conversation over."""
-        message = self.model.prompt.message(findings=[n.lower() for n in self.findings])
-        answer = self._reply(self.model.prompt.build(findings=[n.lower() for n in self.findings]))
+        message = self.model.prompt.message(**self.fields)
+        answer = self._reply(self.model.prompt.build(**self.fields))
         self.history = [("user", message), ("assistant", answer)]
         return answer
 

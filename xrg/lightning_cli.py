@@ -10,7 +10,10 @@ import torch
 import yaml
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+import xrg.blocks  # noqa: F401  every block kind, so recipes name blocks by short class name
 from xrg.callbacks import EmbedConfig, JsonlPredictionWriter
+from xrg.data import ReportDataModule
+from xrg.tasks import XrgTask
 
 
 class XrgCLI(LightningCLI):
@@ -70,8 +73,9 @@ class XrgCLI(LightningCLI):
 
 def run_lightning_cli(args: list[str] | None) -> XrgCLI:
     return XrgCLI(
-        model_class=L.LightningModule,
-        datamodule_class=L.LightningDataModule,
+        # xrg's own bases: recipes say `class_path: ReportGeneration`, `class_path: ReportDataModule`
+        model_class=XrgTask,
+        datamodule_class=ReportDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},

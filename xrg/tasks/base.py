@@ -1,4 +1,8 @@
-"""What every xrg task shares: optimizer/scheduler callables, stage chaining, parameter report."""
+"""What every xrg task shares, one mechanism per concern: hyperparameters (saved once, here),
+optimizer/scheduler callables with per-block learning rates (`block_lr`), what trains (`frozen`),
+vocabulary preparation (every unbuilt tokenizer-owning block, one loop), stage chaining
+(`init_from`), and the parameter report. Input widths are bound by each task from the block
+upstream (`bind_input`, `bind_memory`, `Guide.bind`), never typed in a recipe."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from lightning.pytorch.utilities.parsing import _get_init_args
 
+from xrg.blocks.base import Block, VocabularyOwner
 from xrg.checkpoints import load_block_weights
 
 log = logging.getLogger(__name__)
@@ -49,25 +54,29 @@ class XrgTask(L.LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         init_from: StageInit | None = None,
         block_lr: dict[str, float] | None = None,
+        frozen: list[str] | None = None,
         scheduler_interval: Literal["epoch", "step"] = "epoch",
     ) -> None:
         super().__init__()
+        self._save_task_hyperparameters()
+        self.frozen = list(frozen or [])
         self.scheduler_interval = scheduler_interval
         self.block_lr = dict(block_lr or {})
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.init_from = init_from
 
-    def save_task_hyperparameters(self, blocks: list[str] | None = None) -> None:
-        """Record the constructor arguments a checkpoint needs to rebuild this task.
+    def _save_task_hyperparameters(self) -> None:
+        """Record the concrete task's constructor arguments, once, for every task.
 
         Under the CLI the arguments are the config (class paths + init args), which is exactly
-        what should be stored. In a notebook they are live modules, callables and dataclasses:
-        only plain values are kept, since pickling the rest would make the checkpoint
-        unloadable with `weights_only=True`. (`blocks` is accepted for readability; every
-        non-plain argument is left out either way.)
+        what a checkpoint needs to rebuild the task. In a notebook they are live modules,
+        callables and dataclasses: only plain values are kept, since pickling the rest would make
+        the checkpoint unloadable with `weights_only=True`.
         """
-        frame = inspect.currentframe().f_back
+        frame = inspect.currentframe().f_back  # this __init__; walk out to the subclass's own
+        while frame.f_back is not None and frame.f_back.f_code.co_name == "__init__" and frame.f_back.f_locals.get("self") is self:
+            frame = frame.f_back
         if _given_hyperparameters.get() is not None:
             self.save_hyperparameters(frame=frame)
             return
@@ -75,10 +84,43 @@ class XrgTask(L.LightningModule):
         ignore = [name for name, value in init_args.items() if not _is_plain(value)]
         self.save_hyperparameters(ignore=ignore, frame=frame)
 
+    def apply_frozen(self) -> None:
+        """Freeze every block named in `frozen` (dotted names reach inside: `guides.clues.perception`).
+        Called at the end of a task's __init__ and again in `setup`, after blocks built layers."""
+        for name in self.frozen:
+            try:
+                block = self.get_submodule(name)
+            except AttributeError:
+                blocks = [n for n, m in self.named_children()]
+                raise ValueError(f"frozen names {name!r}, which this task does not have; its blocks: {blocks}") from None
+            if isinstance(block, Block):
+                block.freeze()
+            else:
+                block.requires_grad_(False)
+
+    def prepare_vocabularies(self, stage: str) -> None:
+        """Fit the tokenizer and build the vocabulary-sized layers of every unbuilt block that owns
+        a tokenizer (decoders, a Q-Former's BERT), from the training reports. A model restored
+        from a checkpoint has them from the checkpoint (module extra state) and skips this."""
+        unbuilt = [m for m in self.modules() if isinstance(m, VocabularyOwner) and not m.is_built]
+        if not unbuilt:
+            return
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is None or not hasattr(datamodule, "train_reports"):
+            if stage == "fit":
+                names = sorted({type(m).__name__ for m in unbuilt})
+                raise RuntimeError(f"{names} need a vocabulary: give a datamodule with train_reports()")
+            return
+        reports = datamodule.train_reports()
+        for owner in unbuilt:
+            owner.prepare(reports)
+
     def setup(self, stage: str) -> None:
         # Resuming restores every weight from the resumed checkpoint; stage init is for fresh fits.
         if stage == "fit" and self.init_from and self.init_from.checkpoint and not self.trainer.ckpt_path:
-            self.load_stage_init(self.init_from)
+            self.load_stage_init(self.init_from)  # first: a block it restores brings its own vocabulary
+        self.prepare_vocabularies(stage)
+        self.apply_frozen()
 
     def load_stage_init(self, init: StageInit) -> None:
         for attribute, prefix in init.blocks.items():

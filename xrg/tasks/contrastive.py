@@ -106,7 +106,6 @@ class ContrastivePretraining(XrgTask):
         **task_kwargs: Any,
     ) -> None:
         super().__init__(**task_kwargs)
-        self.save_task_hyperparameters(["image_encoder", "text_encoder"])
         self.image_encoder = image_encoder
         self.joint = JointSpace(text_encoder, embed_dim, temperature, max_logit_scale)
         self.joint.bind_image_dim(image_encoder.dim)

@@ -32,7 +32,6 @@ class FindingsClassification(XrgTask):
         **task_kwargs: Any,
     ) -> None:
         super().__init__(**task_kwargs)
-        self.save_task_hyperparameters(["image_encoder", "findings"])
         self.image_encoder = image_encoder
         self.findings = findings
         self.findings.bind_input(image_encoder.dim)

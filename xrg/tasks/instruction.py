@@ -3,9 +3,10 @@
 Each training study gets, with probability `instruction_share`, one of its instruction records
 (`xrg.data.instruct` format) instead of plain report generation: the prompt is the report turn
 (the study's report, or the record's wrong report for corrections) followed by the instruction,
-and the target is the record's answer. `instructions: null` derives the records from the
-training reports and labels at fit start (reports, corrections, finding QA), so the stage also
-runs without a prepared file. Validation and test score report generation as in stage 3.
+and the target is the record's answer. The report turn's fields (findings, concepts, retrieved
+reports...) come from the task's guides, as in report generation. `instructions: null` derives
+the records from the training reports and labels at fit start (reports, corrections, finding QA),
+so the stage also runs without a prepared file. Validation and test score report generation.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ from typing import Any
 
 import torch
 
-from xrg.blocks.encoders.base import Features
+from xrg.blocks.guides.base import Encoded
 from xrg.data.instruct import LabelledStudy, derive_samples, read_instructions
-from xrg.tasks.llm_report import LLMReportGeneration
+from xrg.tasks.report_generation import ReportGeneration
 
 
-class InstructionTuning(LLMReportGeneration):
+class InstructionTuning(ReportGeneration):
     def __init__(self, *args: Any, instructions: str | None = None, instruction_share: float = 0.5, seed: int = 0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.save_task_hyperparameters(["image_encoder", "decoder", "aligner", "findings", "prompt"])
+        if self.prompt is None:
+            raise ValueError("instruction tuning needs an LLM decoder and a `prompt`")
         self.instructions_path, self.instruction_share = instructions, instruction_share
         self.records: dict[str, list[dict]] = {}
         self._rng = random.Random(seed)
@@ -40,25 +42,26 @@ class InstructionTuning(LLMReportGeneration):
             for record in derive_samples(studies):
                 self.records.setdefault(record["id"], []).append(record)
 
-    def step_loss(self, batch: dict[str, Any], features: Features) -> torch.Tensor:
+    def step_loss(self, encoded: Encoded) -> torch.Tensor:
         if not self.training or not self.records:
-            return super().step_loss(batch, features)
+            return super().step_loss(encoded)
         prompts, targets = [], []
-        for study_id, names, reference in zip(batch["ids"], self.findings_names(batch), batch["reports"]):
-            findings = [n.lower() for n in names]
+        for i, (study_id, reference) in enumerate(zip(encoded.batch["ids"], encoded.batch["reports"])):
+            fields = self.prompt_fields(encoded, i)
             records = self.records.get(study_id, [])
             if records and self._rng.random() < self.instruction_share:
-                record = self._rng.choice(records)
-                prompt, target = self.instruction_sample(record, findings, reference)
+                prompt, target = self.instruction_sample(self._rng.choice(records), fields, reference)
             else:
-                prompt, target = self.prompt.build(findings=findings), reference
+                prompt, target = self.prompt.build(**fields), reference
             prompts.append(prompt)
             targets.append(target)
-        return self.decoder.loss(features, targets, prompts)
+        loss = self.decoder.loss(encoded.memory, targets, prompts)
+        auxiliary = encoded.loss()
+        return loss if auxiliary is None else loss + auxiliary
 
-    def instruction_sample(self, record: dict, findings: list[str], reference: str) -> tuple[str, str]:
+    def instruction_sample(self, record: dict, fields: dict[str, Any], reference: str) -> tuple[str, str]:
         """(prompt, target) of one record: report turn, then the instruction."""
         if record.get("instruction") is None:
-            return self.prompt.build(findings=findings), record["answer"]
-        history = [("user", self.prompt.message(findings=findings)), ("assistant", record.get("report") or reference)]
+            return self.prompt.build(**fields), record["answer"]
+        history = [("user", self.prompt.message(**fields)), ("assistant", record.get("report") or reference)]
         return self.prompt.build(history=history, instruction=record["instruction"]), record["answer"]

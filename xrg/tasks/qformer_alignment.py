@@ -1,7 +1,8 @@
-"""Q-Former alignment pretraining (BLIP-2 stage 1): ITC + ITM + ITG over a frozen image encoder.
+"""Q-Former alignment pretraining (BLIP-2 stage 1): ITC + ITM + ITG over an image encoder.
 
-RaDialog's stage 2. `findings` is optional and only carried: a findings head trained in the
-previous stage rides along unchanged, so the next stage can take every block from one checkpoint.
+RaDialog's stage 2, with `frozen: [image_encoder, findings]`. `findings` is optional and only
+carried: a findings head trained in the previous stage rides along unchanged, so the next stage
+can take every block from one checkpoint.
 """
 
 from __future__ import annotations
@@ -23,24 +24,15 @@ class QFormerAlignment(XrgTask):
         aligner: QFormerAligner,
         findings: FindingsHead | None = None,
         loss_weights: dict[str, float] | None = None,
-        freeze_image_encoder: bool = True,
         **task_kwargs: Any,
     ) -> None:
         super().__init__(**task_kwargs)
-        self.save_task_hyperparameters(["image_encoder", "aligner", "findings"])
         self.image_encoder, self.aligner, self.findings = image_encoder, aligner, findings
+        aligner.bind_input(image_encoder.dim)
         if findings is not None:
             findings.bind_input(image_encoder.dim)
-            findings.freeze()
-        if freeze_image_encoder:
-            image_encoder.freeze()
         self.loss_weights = {"itc": 1.0, "itm": 1.0, "itg": 1.0, **(loss_weights or {})}
-
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if self.aligner.bert is None and datamodule is not None:
-            self.aligner.prepare(datamodule.train_reports())
+        self.apply_frozen()
 
     def _losses(self, batch: dict[str, Any], split: str) -> torch.Tensor:
         features = self.image_encoder(batch["images"], batch.get("view_mask"))

@@ -1,7 +1,15 @@
-"""`ReportGeneration`: image encoder (-> optional aligner) -> decoder, trained with token NLL.
+"""`ReportGeneration`: the one report task. Every paper is a recipe of it:
 
-The R2Gen baseline is this task with a timm encoder and the transformer decoder; other papers
-swap blocks in the recipe, not code here.
+    images ─ image_encoder ─┬─ (aligner) ─ memory ─┬───────────────────────── decoder ─ report
+                            │                      │            ▲      ▲
+                            └── visual ── guides ──┴─ tokens ───┘      │ (prompt fields, for an LLM)
+                                           (findings, clues, concepts, retrieved reports)
+
+R2Gen and UniCrossAdapter: an encoder and a transformer decoder, no guides. RaDialog: a Q-Former
+aligner, `PredictedFindings` and an LLM decoder. TRRG: `DiseaseClues`. RadAlign:
+`RecognisedConcepts` and `RetrievedReports` with `visual_tokens: false` (the LLM reads text only).
+Any mix is a list of guides. `encode` returns one `Encoded` that every hook receives; nothing is
+stashed in the batch. The objective is the decoder's token NLL plus the guides' auxiliary losses.
 """
 
 from __future__ import annotations
@@ -9,11 +17,21 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 
 from xrg.blocks.aligners.base import Aligner
 from xrg.blocks.decoders.base import Decoder
+from xrg.blocks.decoders.prompt import PromptBuilder, default_template
 from xrg.blocks.encoders.base import Features, ImageEncoder
+from xrg.blocks.guides.base import Encoded, Guide
 from xrg.tasks.base import XrgTask
+
+
+def append_tokens(memory: Features, tokens: torch.Tensor) -> Features:
+    mask = None
+    if memory.mask is not None:
+        mask = torch.cat([memory.mask, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)], 1)
+    return Features(torch.cat([memory.tokens, tokens.to(memory.tokens.dtype)], 1), memory.pooled, mask)
 
 
 class ReportGeneration(XrgTask):
@@ -22,6 +40,9 @@ class ReportGeneration(XrgTask):
         image_encoder: ImageEncoder,
         decoder: Decoder,
         aligner: Aligner | None = None,
+        guides: list[Guide] | None = None,
+        prompt: PromptBuilder | None = None,
+        visual_tokens: bool = True,
         generate_in_validation: bool = True,
         nlg_metrics: bool = True,
         meteor: bool = True,
@@ -29,15 +50,46 @@ class ReportGeneration(XrgTask):
         **task_kwargs: Any,
     ) -> None:
         super().__init__(**task_kwargs)
-        self.save_task_hyperparameters(["image_encoder", "decoder", "aligner"])
         self.image_encoder = image_encoder
         self.aligner = aligner
+        self.guides = nn.ModuleDict()
+        written: dict[str, str] = {}
+        for guide in guides or []:
+            if guide.name in self.guides:
+                raise ValueError(f"two guides are named {guide.name!r}; give one a different `name`")
+            for field in guide.fields_written():
+                if field in written:
+                    raise ValueError(f"guides {written[field]!r} and {guide.name!r} both write the prompt field "
+                                     f"{field!r}; give one a different `field`")
+                written[field] = guide.name
+            self.guides[guide.name] = guide
         self.decoder = decoder
-        self.decoder.bind_memory(aligner.out_dim if aligner is not None else image_encoder.dim)
+        if prompt is not None and not decoder.takes_prompts:
+            raise ValueError(f"{type(decoder).__name__} reads no text prompt; drop `prompt` or use an LLM decoder")
+        if prompt is None and written and decoder.takes_prompts:
+            prompt = PromptBuilder(template=default_template(list(written)), chat="plain")
+        self.prompt = prompt
+        self.visual_tokens = visual_tokens
+        self.bind_widths()
         self.generate_in_validation = generate_in_validation
         self._metric_flags = {"nlg": nlg_metrics, "meteor": meteor, "clinical_efficacy": clinical_efficacy}
         self.val_metrics = self._build_metrics()
         self.test_metrics = self._build_metrics()
+        self.apply_frozen()
+
+    def bind_widths(self) -> None:
+        """Each block's input width from the block upstream: aligner <- image encoder, each guide
+        <- image encoder and the memory before it, decoder <- the memory after the last guide."""
+        visual_dim = self.image_encoder.dim
+        memory_dim = visual_dim
+        if self.aligner is not None:
+            self.aligner.bind_input(visual_dim)
+            memory_dim = self.aligner.out_dim
+        if not self.visual_tokens:
+            memory_dim = None
+        for guide in self.guides.values():
+            memory_dim = guide.bind(visual_dim, memory_dim)
+        self.decoder.bind_memory(memory_dim if memory_dim is not None else visual_dim)
 
     def _build_metrics(self):
         if not (self._metric_flags["nlg"] or self._metric_flags["clinical_efficacy"]):
@@ -46,59 +98,95 @@ class ReportGeneration(XrgTask):
 
         return ReportMetrics(**self._metric_flags)
 
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        if not self.decoder.is_built:
-            # A fresh model fits its vocabulary on the training reports; a model restored from a
-            # checkpoint gets it from the checkpoint (decoder extra state) and skips this.
-            datamodule = getattr(self.trainer, "datamodule", None)
-            if datamodule is None or not hasattr(datamodule, "train_reports"):
-                if stage == "fit":
-                    raise RuntimeError("the decoder's vocabulary needs a datamodule with train_reports()")
-                return
-            self.decoder.prepare(datamodule.train_reports())
+    def blocks_before(self, guide_name: str) -> list[nn.Module]:
+        """The blocks that compute what guide `guide_name` reads (whose weights its index keys depend on)."""
+        blocks = [b for b in (self.image_encoder, self.aligner) if b is not None]
+        for name, guide in self.guides.items():
+            if name == guide_name:
+                break
+            blocks.append(guide)
+        return blocks
 
-    def encode(self, batch: dict[str, Any]) -> Features:
-        features = self.image_encoder(batch["images"], batch.get("view_mask"))
-        return self.aligner(features) if self.aligner is not None else features
+    # --- the forward pass -----------------------------------------------------------------
+    def encode(self, batch: dict[str, Any], with_loss: bool = True, until: str | None = None) -> Encoded:
+        """Image encoder, aligner, then each guide in order (stopping before guide `until`)."""
+        visual = self.image_encoder(batch["images"], batch.get("view_mask"))
+        memory = self.aligner(visual) if self.aligner is not None else visual
+        if not self.visual_tokens:
+            memory = Features(memory.tokens[:, :0], memory.pooled, None if memory.mask is None else memory.mask[:, :0])
+        encoded = Encoded(batch, visual, memory, with_loss=with_loss)
+        for name, guide in self.guides.items():
+            if name == until:
+                break
+            guidance = guide(encoded)
+            encoded.guidance[name] = guidance
+            if guidance.memory is not None:
+                encoded.memory = guidance.memory
+            if guidance.tokens is not None:
+                encoded.memory = append_tokens(encoded.memory, guidance.tokens)
+        return encoded
 
-    # --- hooks for tasks that prompt a language model or explain their output ---------------
-    def prompts(self, batch: dict[str, Any], features: Features) -> list[str] | None:
-        """Text prompts for the decoder (None: the decoder takes none). LLM tasks override this,
-        e.g. to write predicted findings, concepts or retrieved reports into the prompt."""
-        return None
+    def prompts(self, encoded: Encoded) -> list[str] | None:
+        """One prompt per study from the guides' fields (None: the decoder takes no prompt)."""
+        if self.prompt is None:  # also for decoders that read memory only: guides speak to them in tokens
+            return None
+        return [self.prompt.build(**self.prompt_fields(encoded, i)) for i in range(encoded.size)]
 
-    def explain(self, batch: dict[str, Any], features: Features) -> list[dict[str, Any]] | None:
-        """Per-study extras written next to each prediction (scores, retrieved ids...)."""
-        return None
+    def prompt_fields(self, encoded: Encoded, i: int) -> dict[str, Any]:
+        # Fields no guide writes read as empty ("None"), so a template runs with its guides removed.
+        return {"findings": [], "concepts": [], "retrieved": [], **encoded.fields(i)}
 
-    def step_loss(self, batch: dict[str, Any], features: Features) -> torch.Tensor:
-        """The training objective; tasks with auxiliary losses add to it here."""
-        return self.decoder.loss(features, batch["reports"], self.prompts(batch, features))
+    def step_loss(self, encoded: Encoded) -> torch.Tensor:
+        """The decoder's token NLL plus every guide's auxiliary loss (each logged by name)."""
+        loss = self.decoder.loss(encoded.memory, encoded.batch["reports"], self.prompts(encoded))
+        split = "train" if self.training else "eval"
+        for name, guidance in encoded.guidance.items():
+            if guidance.loss is not None:
+                self.log(f"{split}/{name}_loss", guidance.loss, batch_size=encoded.size)
+                loss = loss + guidance.loss
+        return loss
 
-    def generate_reports(self, batch: dict[str, Any], features: Features) -> list[str]:
-        return self.decoder.generate(features, self.prompts(batch, features))
+    def generate_reports(self, encoded: Encoded, **generate_kwargs) -> list[str]:
+        return self.decoder.generate(encoded.memory, self.prompts(encoded), **generate_kwargs)
 
     def forward(self, images: torch.Tensor, view_mask: torch.Tensor | None = None, **generate_kwargs) -> list[str]:
         """Reports for a batch of studies `[B, V, C, H, W]` (notebook use)."""
-        batch = {"images": images, "view_mask": view_mask}
-        features = self.encode(batch)
-        return self.decoder.generate(features, self.prompts(batch, features), **generate_kwargs)
+        ids = [str(i) for i in range(images.shape[0])]
+        encoded = self.encode({"images": images, "view_mask": view_mask, "ids": ids}, with_loss=False)
+        return self.generate_reports(encoded, **generate_kwargs)
 
     def generate(self, images: torch.Tensor, view_mask: torch.Tensor | None = None, **generate_kwargs) -> list[str]:
         return self(images, view_mask, **generate_kwargs)
 
+    # --- Lightning hooks ------------------------------------------------------------------
+    def _start(self) -> None:
+        for guide in self.guides.values():
+            guide.on_start(self)
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        self._start()
+
+    def on_validation_start(self) -> None:
+        self._start()
+
+    def on_test_start(self) -> None:
+        self._start()
+
+    def on_predict_start(self) -> None:
+        self._start()
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        loss = self.step_loss(batch, self.encode(batch))
+        loss = self.step_loss(self.encode(batch))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
         return loss
 
     def _evaluate(self, batch: dict[str, Any], prefix: str, metrics) -> None:
-        features = self.encode(batch)
-        loss = self.step_loss(batch, features)
+        encoded = self.encode(batch)
+        loss = self.step_loss(encoded)
         self.log(f"{prefix}/loss", loss, prog_bar=True, batch_size=len(batch["ids"]), sync_dist=True)
         if metrics is not None and (prefix == "test" or self.generate_in_validation):
-            metrics.update(self.generate_reports(batch, features), batch["reports"])
+            metrics.update(self.generate_reports(encoded), batch["reports"])
 
     def _log_metrics(self, prefix: str, metrics) -> None:
         if metrics is None or (prefix == "val" and not self.generate_in_validation):
@@ -124,9 +212,9 @@ class ReportGeneration(XrgTask):
         self._log_metrics("test", self.test_metrics)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
-        features = self.encode(batch)
-        generated = self.generate_reports(batch, features)
-        extras = self.explain(batch, features)
+        encoded = self.encode(batch, with_loss=False)
+        generated = self.generate_reports(encoded)
+        extras = encoded.explanations()
         rows = []
         for i, study_id in enumerate(batch["ids"]):
             row = {"id": study_id, "generated": generated[i]}

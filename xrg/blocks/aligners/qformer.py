@@ -46,7 +46,6 @@ class CrossAttention(nn.Module):
 class QFormerAligner(VocabularyOwner, Aligner):
     def __init__(
         self,
-        vision_dim: int,
         text_model: str | None = None,
         config: dict[str, Any] | None = None,
         tokenizer: Tokenizer | None = None,
@@ -54,6 +53,7 @@ class QFormerAligner(VocabularyOwner, Aligner):
         cross_attention_every: int = 2,
         embed_dim: int = 256,
         max_text_length: int = 128,
+        vision_dim: int | None = None,
     ) -> None:
         super().__init__()
         from transformers import AutoConfig, BertConfig
@@ -72,10 +72,8 @@ class QFormerAligner(VocabularyOwner, Aligner):
         dim, heads = self.bert_config.hidden_size, self.bert_config.num_attention_heads
         self.out_dim, self.max_text_length = dim, max_text_length
         self.queries = nn.Parameter(torch.randn(1, num_queries, dim) * self.bert_config.initializer_range)
-        self.cross_layers = nn.ModuleDict({
-            str(i): CrossAttention(dim, vision_dim, heads, self.bert_config.attention_probs_dropout_prob)
-            for i in range(0, self.bert_config.num_hidden_layers, cross_attention_every)
-        })
+        self.cross_attention_every = cross_attention_every
+        self.cross_layers: nn.ModuleDict | None = None  # sized by the image encoder's width: bind_input
         # Heads of the alignment objectives (unused once the Q-Former serves as an aligner).
         self.vision_proj = nn.Linear(dim, embed_dim)
         self.text_proj = nn.Linear(dim, embed_dim)
@@ -85,6 +83,15 @@ class QFormerAligner(VocabularyOwner, Aligner):
         self.itg: nn.ParameterDict | None = None  # output bias of ITG (its weight is the word embeddings)
         if self.tokenizer.is_fitted:
             self._build_vocab_layers()
+        if vision_dim is not None:
+            self.bind_input(vision_dim)
+
+    def _build_input_layers(self, dim: int) -> None:
+        config = self.bert_config
+        self.cross_layers = nn.ModuleDict({
+            str(i): CrossAttention(config.hidden_size, dim, config.num_attention_heads, config.attention_probs_dropout_prob)
+            for i in range(0, config.num_hidden_layers, self.cross_attention_every)
+        })
 
     def _build_vocab_layers(self) -> None:
         """The vocabulary-sized part: a pretrained BERT, or a random one sized by the tokenizer."""

@@ -16,6 +16,8 @@ from xrg.data.tokenizers import Tokenizer
 
 
 class Decoder(VocabularyOwner, ABC):
+    takes_prompts = False  # whether `loss` / `generate` read text prompts (an LLM) or memory only
+
     def __init__(self, tokenizer: Tokenizer) -> None:
         super().__init__()
         self.tokenizer = tokenizer

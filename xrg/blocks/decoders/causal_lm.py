@@ -62,6 +62,8 @@ class CausalLMDecoder(Decoder):
     (`xrg.blocks.decoders.source_weights`); `save_frozen_base: true` writes them anyway.
     """
 
+    takes_prompts = True
+
     def __init__(
         self,
         model: str | None = None,

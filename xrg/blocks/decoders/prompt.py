@@ -91,6 +91,16 @@ def format_retrieved(reports: Sequence[str]) -> str:
     return " ".join(f"[{i + 1}] {report}" for i, report in enumerate(reports)) or "None"
 
 
+FIELD_TITLES = {"findings": "Findings", "concepts": "Recognised findings with probabilities",
+                "retrieved": "Reports of similar studies"}
+
+
+def default_template(fields: Sequence[str]) -> str:
+    """A template stating each guide's field, for a task given guides but no prompt."""
+    parts = ["Image: {image}."] + [f"{FIELD_TITLES.get(f, f.capitalize())}: {{{f}}}." for f in fields]
+    return " ".join([*parts, "Write the findings section of this chest x-ray report."])
+
+
 _FORMATTERS = {"findings": format_findings, "concepts": format_concepts, "retrieved": format_retrieved}
 
 
