@@ -209,6 +209,10 @@ class ZeroShotDiseasePerception(FindingsHead):
     def bind_image_dim(self, image_dim: int) -> None:
         self.joint.bind_image_dim(image_dim)
 
+    def _build_input_layers(self, dim: int) -> None:
+        # `bind_input`, the findings-head way of binding (tasks and guides call either).
+        self.joint.bind_image_dim(dim)
+
     def prompt_embeddings(self) -> torch.Tensor:
         """`[K, 2, E]` unit vectors: the positive and negative prompt ensembles of every disease.
 
