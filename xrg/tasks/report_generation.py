@@ -114,7 +114,7 @@ class ReportGeneration(XrgTask):
         memory = self.aligner(visual) if self.aligner is not None else visual
         if not self.visual_tokens:
             memory = Features(memory.tokens[:, :0], memory.pooled, None if memory.mask is None else memory.mask[:, :0])
-        encoded = Encoded(batch, visual, memory, with_loss=with_loss)
+        encoded = Encoded(batch, visual, memory, with_loss=with_loss, training=self.training)
         for name, guide in self.guides.items():
             if name == until:
                 break

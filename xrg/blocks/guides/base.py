@@ -51,6 +51,7 @@ class Encoded:
     memory: Features
     guidance: dict[str, Guidance] = field(default_factory=dict)
     with_loss: bool = True  # False when only generating: guides skip their auxiliary losses
+    training: bool = False  # the task is training (a frozen guide is always in eval mode itself)
 
     @property
     def size(self) -> int:

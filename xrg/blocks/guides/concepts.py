@@ -5,7 +5,8 @@ that read as present and its probability, fill the `concepts` prompt field. With
 concept embeddings also join the decoder's memory (useful when the LLM or its LoRA trains). The
 aligned embedding of the study (`Guidance.embedding`) is what RadAlign retrieves reports with.
 Concepts are always the aligner's predictions, in training as at test time, so the decoder
-learns from the inputs it will get.
+learns from the inputs it will get. With `loss_weight` > 0 the aligner also trains here, on the
+batch's labels (classification + anchor alignment), instead of only in its own stage.
 """
 
 from __future__ import annotations
@@ -14,17 +15,19 @@ from torch import nn
 
 from xrg.blocks.findings.concepts import ConceptAligner
 from xrg.blocks.guides.base import Encoded, Guidance, Guide, project_tokens, token_projection
+from xrg.data.labels import select_labels
 
 
 class RecognisedConcepts(Guide):
     default_name = "concepts"
 
     def __init__(self, aligner: ConceptAligner, tokens: bool = False, field: str = "concepts",
-                 name: str | None = None) -> None:
+                 loss_weight: float = 0.0, name: str | None = None) -> None:
         super().__init__(name)
         self.aligner = aligner
         self.tokens = tokens
         self.field = field
+        self.loss_weight = loss_weight
         self.projection: nn.Module | None = None
 
     def bind(self, visual_dim: int, memory_dim: int | None) -> int | None:
@@ -39,7 +42,12 @@ class RecognisedConcepts(Guide):
 
     def forward(self, encoded: Encoded) -> Guidance:
         output = self.aligner.align(encoded.visual)
+        labels = encoded.batch.get("labels")
+        loss = None
+        if encoded.with_loss and self.loss_weight > 0 and labels is not None:
+            loss = self.loss_weight * self.aligner.total_loss(output, select_labels(labels, self.aligner.label_names))["loss"]
         return Guidance(
+            loss=loss,
             tokens=project_tokens(output.embeddings, self.projection) if self.tokens else None,
             fields={self.field: self.aligner.scored_concepts(output)},
             embedding=output.pooled,

@@ -4,7 +4,8 @@ While training, the guide can state the ground-truth labels instead (`labels_in_
 RaDialog trains its LLM), so the decoder learns to trust it; at test time it is always the head's
 prediction. The head reads the image encoder's features (before any aligner). With `tokens`, one
 memory token per observation, `p * present_k + (1 - p) * absent_k` with learned embeddings, tells
-a decoder without a prompt (the transformer decoder) the same thing.
+a decoder without a prompt (the transformer decoder) the same thing. With `loss_weight` > 0 the
+head also trains here, on the batch's labels (its own BCE), instead of only in its own stage.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ class PredictedFindings(Guide):
     default_name = "findings"
 
     def __init__(self, head: FindingsHead, labels_in_training: bool = True, field: str = "findings",
-                 tokens: bool = False, token_dim: int | None = None, name: str | None = None) -> None:
+                 tokens: bool = False, token_dim: int | None = None, loss_weight: float = 0.0,
+                 name: str | None = None) -> None:
         super().__init__(name)
         self.head = head
         self.labels_in_training = labels_in_training
         self.field = field
         self.tokens = tokens
         self.token_dim = token_dim  # None: the memory's width
+        self.loss_weight = loss_weight
         self.states: nn.Parameter | None = None  # [K, 2, D]: present / absent embedding per observation
 
     def bind(self, visual_dim: int, memory_dim: int | None) -> int | None:
@@ -43,20 +46,25 @@ class PredictedFindings(Guide):
         return [self.field]
 
     def forward(self, encoded: Encoded) -> Guidance:
-        probs = self.head(encoded.visual).sigmoid()
+        logits = self.head(encoded.visual)
+        probs = logits.sigmoid()
         predicted = self.head.predicted_names(probs)
         labels = encoded.batch.get("labels")
         stated = probs
-        if self.training and self.labels_in_training and labels is not None:
+        if encoded.training and self.labels_in_training and labels is not None:
             stated = label_targets(select_labels(labels, self.head.label_names))[0].to(probs.dtype)
         names = predicted if stated is probs else [names_from_row(row, self.head.label_names) for row in stated]
         tokens = None
         if self.tokens:
             weight = stated.unsqueeze(-1)  # [B, K, 1]
             tokens = weight * self.states[:, 0] + (1 - weight) * self.states[:, 1]
+        loss = None
+        if encoded.with_loss and self.loss_weight > 0 and labels is not None:
+            loss = self.loss_weight * self.head.loss(logits, select_labels(labels, self.head.label_names))
         scores = [dict(zip(self.head.label_names, (round(p, 4) for p in row))) for row in probs.tolist()]
         return Guidance(
             tokens=tokens,
+            loss=loss,
             fields={self.field: [[n.lower() for n in found] for found in names]},
             explanations=[{"findings": found, "findings_probs": row} for found, row in zip(predicted, scores)],
         )
