@@ -40,8 +40,13 @@ class RecordLoss(L.Callback):
             state = torch.load(self.load_init, weights_only=True)
             for old, new in self.renames.items():
                 state = {(new + k[len(old):] if k.startswith(old) else k): v for k, v in state.items()}
+            own = pl_module.state_dict()
+            # a weight whose shape changed (e.g. an unused projection now bound to another width) keeps its own init
+            reshaped = [k for k, v in state.items() if k in own and hasattr(v, "shape") and v.shape != own[k].shape]
+            state = {k: v for k, v in state.items() if k not in reshaped}
             missing, unexpected = pl_module.load_state_dict(state, strict=False)
-            print(f"loaded initial weights: {len(missing)} missing {missing[:5]}, {len(unexpected)} unexpected {unexpected[:5]}")
+            print(f"loaded initial weights: {len(missing)} missing {missing[:5]}, {len(unexpected)} unexpected "
+                  f"{unexpected[:5]}, {len(reshaped)} of another shape {reshaped[:5]}")
         L.seed_everything(self.seed, verbose=False)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
