@@ -1,3 +1,6 @@
+import math
+
+import pytest
 import torch
 
 from xrg.blocks.decoders import TransformerDecoder
@@ -5,6 +8,8 @@ from xrg.blocks.encoders import Features
 from xrg.data.tokenizers import WordTokenizer
 
 REPORTS = ["the heart is normal .", "there is a small left effusion .", "no pneumothorax ."]
+# Every behaviour below holds for the plain decoder and for R2Gen's relational memory + MCLN.
+VARIANTS = pytest.mark.parametrize("rm", [0, 3], ids=["plain", "rm"])
 
 
 def _decoder(**kw) -> TransformerDecoder:
@@ -24,8 +29,9 @@ def _memory(batch=3, tokens=5):
     return Features(torch.randn(batch, tokens, 8), torch.randn(batch, 8), mask)
 
 
-def test_changing_later_tokens_never_changes_earlier_logits():
-    decoder, memory = _decoder(), _memory()
+@VARIANTS
+def test_changing_later_tokens_never_changes_earlier_logits(rm):
+    decoder, memory = _decoder(rm_slots=rm), _memory()
     ids = decoder.tokenizer.batch_encode(REPORTS, 14)
     altered = ids.clone()
     altered[:, 4:] = 5
@@ -34,8 +40,9 @@ def test_changing_later_tokens_never_changes_earlier_logits():
     assert not torch.allclose(a[:, 4:], b[:, 4:])
 
 
-def test_cached_greedy_equals_full_recomputation():
-    decoder, memory = _decoder(), _memory()
+@VARIANTS
+def test_cached_greedy_equals_full_recomputation(rm):
+    decoder, memory = _decoder(rm_slots=rm), _memory()
     cached = decoder.generate_ids(memory, num_beams=1, max_length=6)
     ids = torch.full((3, 1), decoder.tokenizer.bos_id)
     for _ in range(6):
@@ -58,15 +65,50 @@ def _sequence_logprob(decoder, memory, ids):
     return (logp * keep).sum(-1)
 
 
-def test_beam_search_finds_at_least_the_greedy_score():
-    decoder, memory = _decoder(), _memory()
+def _uncached_beam_search(decoder, memory, k, max_length):
+    """The same beam search as `generate_ids` (no length penalty), re-running every beam's whole
+    prefix through teacher-forced `logits` at each step: nothing is carried between steps."""
+    tok, batch = decoder.tokenizer, memory.tokens.shape[0]
+    rows = torch.arange(batch).repeat_interleave(k)
+    memory = Features(memory.tokens[rows], memory.pooled[rows], memory.mask[rows])
+    tokens = torch.full((batch * k, 1), tok.bos_id)
+    scores = torch.zeros(batch, k)
+    scores[:, 1:] = -math.inf
+    finished = torch.zeros(batch * k, dtype=torch.bool)
+    offsets = torch.arange(batch).unsqueeze(1) * k
+    for _ in range(max_length):
+        log_probs = decoder.logits(memory, tokens)[:, -1].log_softmax(-1)
+        log_probs[finished] = -math.inf
+        log_probs[finished, tok.pad_id] = 0.0
+        vocab = log_probs.shape[-1]
+        scores, index = (scores.view(-1, 1) + log_probs).view(batch, -1).topk(k, dim=-1)
+        source = (offsets + index // vocab).view(-1)
+        tokens = torch.cat([tokens[source], (index % vocab).view(-1, 1)], dim=1)
+        finished = finished[source] | (tokens[:, -1] == tok.eos_id)
+        if finished.all():
+            break
+    return tokens[offsets.squeeze(1) + scores.argmax(-1), 1:]
+
+
+@VARIANTS
+def test_cached_beam_search_equals_uncached(rm):
+    decoder, memory = _decoder(rm_slots=rm), _memory()
+    for k in (1, 3):
+        cached = decoder.generate_ids(memory, num_beams=k, max_length=10)
+        assert torch.equal(cached, _uncached_beam_search(decoder, memory, k, max_length=10))
+
+
+@VARIANTS
+def test_beam_search_finds_at_least_the_greedy_score(rm):
+    decoder, memory = _decoder(rm_slots=rm), _memory()
     greedy = decoder.generate_ids(memory, num_beams=1, max_length=8)
     beam = decoder.generate_ids(memory, num_beams=4, max_length=8)
     assert (_sequence_logprob(decoder, memory, beam) >= _sequence_logprob(decoder, memory, greedy) - 1e-5).all()
 
 
-def test_loss_falls_when_overfitting():
-    decoder, memory = _decoder(), _memory()
+@VARIANTS
+def test_loss_falls_when_overfitting(rm):
+    decoder, memory = _decoder(rm_slots=rm), _memory()
     decoder.train()
     optimizer = torch.optim.Adam(decoder.parameters(), lr=3e-3)
     first = None
@@ -80,11 +122,45 @@ def test_loss_falls_when_overfitting():
     assert decoder.eval().generate(memory, num_beams=2) == REPORTS
 
 
-def test_state_dict_carries_the_vocabulary():
-    decoder, memory = _decoder(), _memory()
-    fresh = TransformerDecoder(dim=32, heads=4, ffn_dim=64, encoder_layers=1, decoder_layers=2, max_length=12, memory_dim=8)
+@VARIANTS
+def test_state_dict_carries_the_vocabulary(rm):
+    decoder, memory = _decoder(rm_slots=rm), _memory()
+    fresh = TransformerDecoder(dim=32, heads=4, ffn_dim=64, encoder_layers=1, decoder_layers=2, max_length=12,
+                               memory_dim=8, rm_slots=rm)
     assert not fresh.is_built
     fresh.load_state_dict(decoder.state_dict())
     fresh.eval()
     assert fresh.tokenizer == decoder.tokenizer
+    ids = decoder.tokenizer.batch_encode(REPORTS, 14)
+    assert torch.equal(fresh.logits(memory, ids), decoder.logits(memory, ids))
     assert torch.equal(fresh.generate_ids(memory, 3, 8), decoder.generate_ids(memory, 3, 8))
+
+
+def _repeats_a_trigram(row: list[int]) -> bool:
+    trigrams = list(zip(row, row[1:], row[2:]))
+    return len(set(trigrams)) < len(trigrams)
+
+
+def test_trigram_penalty_stops_beams_repeating_a_trigram():
+    decoder, memory = _decoder(), _memory()
+    with torch.no_grad():  # a model that would write one word over and over
+        decoder.head.bias[decoder.tokenizer.batch_encode(["effusion"], 3)[0, 1]] = 50.0
+    for k in (1, 3):
+        assert all(_repeats_a_trigram(row) for row in decoder.generate_ids(memory, k, 8).tolist())
+        blocked = decoder.generate_ids(memory, k, 8, trigram_penalty=1e4).tolist()
+        assert not any(_repeats_a_trigram(row) for row in blocked)
+
+
+def test_the_relational_memory_conditions_every_position():
+    decoder, memory = _decoder(rm_slots=3), _memory()
+    ids = decoder.tokenizer.batch_encode(REPORTS, 14)
+    before = decoder.logits(memory, ids)
+    with torch.no_grad():  # what the memory writes, and so the norms' scale and shift, changes
+        decoder.relational_memory.gate_from_token.bias.add_(1.0)
+    after = decoder.logits(memory, ids)
+    assert (before - after).abs().amax(-1).gt(1e-3).all()
+
+
+def test_without_relational_memory_the_decoder_is_unchanged():
+    plain = _decoder().state_dict()
+    assert "layers.0.norms.0.weight" in plain and not any("relational_memory" in key for key in plain)

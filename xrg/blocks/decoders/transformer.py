@@ -1,8 +1,9 @@
-"""R2Gen-style encoder-decoder transformer over visual tokens, with KV-cached greedy and beam search."""
+"""R2Gen encoder-decoder transformer over visual tokens, with KV-cached greedy and beam search."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -10,10 +11,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from xrg.blocks.decoders.base import Decoder
+from xrg.blocks.decoders.relational_memory import ConditionalLayerNorm, RelationalMemory
 from xrg.blocks.encoders.base import Features
 from xrg.data.tokenizers import Tokenizer, WordTokenizer
 
 KVCache = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class DecodingCache:
+    """What generation carries from one step to the next, one row per beam."""
+
+    layers: list[KVCache]  # each decoder layer's self-attention keys/values so far
+    slots: torch.Tensor | None = None  # relational memory after the last token, when the decoder has one
+
+    def select(self, rows: torch.Tensor) -> DecodingCache:
+        """The cache of the beams in `rows` (beam search reorders and duplicates beams)."""
+        return DecodingCache([(k[rows], v[rows]) for k, v in self.layers],
+                             None if self.slots is None else self.slots[rows])
 
 
 def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
@@ -43,9 +58,13 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
 
 
 class CachedDecoderLayer(nn.Module):
-    """Pre-norm decoder layer whose self-attention keys/values can be cached across steps."""
+    """Pre-norm decoder layer whose self-attention keys/values can be cached across steps.
 
-    def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float) -> None:
+    With `condition_dim` its three norms are memory-driven conditional layer norms (R2Gen's MCLN),
+    and every call passes the per-position condition.
+    """
+
+    def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float, condition_dim: int | None = None) -> None:
         super().__init__()
         self.heads = heads
         self.self_qkv = nn.Linear(dim, 3 * dim)
@@ -54,7 +73,9 @@ class CachedDecoderLayer(nn.Module):
         self.cross_kv = nn.Linear(dim, 2 * dim)
         self.cross_out = nn.Linear(dim, dim)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, dim))
-        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(3))
+        self.norms = nn.ModuleList(
+            nn.LayerNorm(dim) if condition_dim is None else ConditionalLayerNorm(dim, condition_dim) for _ in range(3)
+        )
         self.dropout = nn.Dropout(dropout)
 
     def memory_kv(self, memory: torch.Tensor) -> KVCache:
@@ -68,28 +89,36 @@ class CachedDecoderLayer(nn.Module):
         memory_kv: KVCache,
         memory_mask: torch.Tensor | None,
         cache: KVCache | None = None,
+        condition: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
+        def norm(i: int, h: torch.Tensor) -> torch.Tensor:
+            return self.norms[i](h) if condition is None else self.norms[i](h, condition)
+
         p = self.dropout.p if self.training else 0.0
-        q, k, v = (_split_heads(t, self.heads) for t in self.self_qkv(self.norms[0](x)).chunk(3, dim=-1))
+        q, k, v = (_split_heads(t, self.heads) for t in self.self_qkv(norm(0, x)).chunk(3, dim=-1))
         if cache is not None:
             k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
         # Without a cache the whole sequence is seen at once and must be causal; with a cache the
         # single new query may attend to everything before it.
         attended = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=cache is None and q.shape[2] > 1)
         x = x + self.dropout(self.self_out(_merge_heads(attended)))
-        q = _split_heads(self.cross_q(self.norms[1](x)), self.heads)
+        q = _split_heads(self.cross_q(norm(1, x)), self.heads)
         attended = F.scaled_dot_product_attention(q, *memory_kv, attn_mask=memory_mask, dropout_p=p)
         x = x + self.dropout(self.cross_out(_merge_heads(attended)))
-        x = x + self.dropout(self.ffn(self.norms[2](x)))
+        x = x + self.dropout(self.ffn(norm(2, x)))
         return x, (k, v)
 
 
 class TransformerDecoder(Decoder):
     """Visual tokens -> transformer encoder -> causal transformer decoder -> words.
 
-    The R2Gen baseline without its relational memory: 3 layers, d 512, 8 heads, FFN 2048,
-    beam 3. Generation caches self-attention keys/values and the memory's cross-attention
-    keys/values, so each step costs one token's work.
+    R2Gen's model (Chen et al., EMNLP 2020) when `rm_slots > 0` (R2Gen: 3 slots, `rm_heads` 8, by
+    default the decoder's heads): a relational memory (RM) reads the embedded tokens one by one and
+    its state conditions the decoder layers' norms (MCLN). With `rm_slots: 0`, the default, a plain
+    transformer decoder. Generation caches self-attention keys/values, the memory's cross-attention
+    keys/values and the relational memory's state, so each step costs one token's work.
+    `trigram_penalty` is subtracted from the log-probability of a word that would repeat a trigram
+    already in the beam, once per earlier occurrence (R2Gen's beam search: 2 ln 2).
     """
 
     def __init__(
@@ -104,18 +133,33 @@ class TransformerDecoder(Decoder):
         max_length: int = 60,
         num_beams: int = 3,
         length_penalty: float = 0.0,
+        trigram_penalty: float = 0.0,
         memory_dim: int | None = None,
         max_positions: int = 512,
         memory_grid: tuple[int, int] | None = None,
+        rm_slots: int = 0,
+        rm_heads: int | None = None,
+        memory_dropout: float | None = None,
     ) -> None:
         super().__init__(tokenizer if tokenizer is not None else WordTokenizer(threshold=3))
         self.dim, self.heads, self.max_length = dim, heads, max_length
-        self.num_beams, self.length_penalty = num_beams, length_penalty
+        self.num_beams, self.length_penalty, self.trigram_penalty = num_beams, length_penalty, trigram_penalty
         self.memory_proj: nn.Module | None = None
+        # R2Gen drops the projected visual features at 0.5 (its `drop_prob_lm`), the rest at 0.1.
+        self.memory_dropout = dropout if memory_dropout is None else memory_dropout
         layer = nn.TransformerEncoderLayer(dim, heads, ffn_dim, dropout, batch_first=True, norm_first=True)
         self.visual_encoder = nn.TransformerEncoder(layer, encoder_layers, enable_nested_tensor=False)
         self.visual_norm = nn.LayerNorm(dim)
-        self.layers = nn.ModuleList(CachedDecoderLayer(dim, heads, ffn_dim, dropout) for _ in range(decoder_layers))
+        # R2Gen's relational memory is as wide as the model (rm_d_model = d_model in its released runs).
+        self.relational_memory: RelationalMemory | None = None
+        if rm_slots < 0:
+            raise ValueError(f"rm_slots must be 0 (no relational memory) or more, got {rm_slots}")
+        if rm_slots:
+            self.relational_memory = RelationalMemory(dim, rm_slots, rm_heads or heads, dropout)
+        condition_dim = None if self.relational_memory is None else self.relational_memory.state_dim
+        self.layers = nn.ModuleList(
+            CachedDecoderLayer(dim, heads, ffn_dim, dropout, condition_dim) for _ in range(decoder_layers)
+        )
         self.final_norm = nn.LayerNorm(dim)
         self.embed_dropout = nn.Dropout(dropout)
         self.register_buffer("positions", sinusoidal_positions(max_positions, dim), persistent=False)
@@ -136,7 +180,7 @@ class TransformerDecoder(Decoder):
         return self.head is not None
 
     def _build_memory_layers(self, memory_dim: int) -> None:
-        self.memory_proj = nn.Sequential(nn.Linear(memory_dim, self.dim), nn.ReLU(), nn.Dropout(self.embed_dropout.p))
+        self.memory_proj = nn.Sequential(nn.Linear(memory_dim, self.dim), nn.ReLU(), nn.Dropout(self.memory_dropout))
 
     def _build_vocab_layers(self) -> None:
         self.embed = nn.Embedding(self.tokenizer.vocab_size, self.dim, padding_idx=self.tokenizer.pad_id)
@@ -168,13 +212,32 @@ class TransformerDecoder(Decoder):
         x = self.embed(ids) * math.sqrt(self.dim) + self.positions[start : start + ids.shape[1]]
         return self.embed_dropout(x)
 
+    def _decode(
+        self,
+        ids: torch.Tensor,
+        memory_kv: list[KVCache],
+        attn_mask: torch.Tensor | None,
+        cache: DecodingCache | None = None,
+    ) -> tuple[torch.Tensor, DecodingCache]:
+        """Logits `[B, T, V]` of `ids` following the tokens in `cache` (none: `ids` start the report),
+        and the cache extended by `ids`. Teacher forcing and every generation step run through here."""
+        start = 0 if cache is None else cache.layers[0][0].shape[2]
+        x = self._embed(ids, start)
+        slots, condition = None, None
+        if self.relational_memory is not None:
+            previous = self.relational_memory.initial(x.shape[0], x.device, x.dtype) if cache is None else cache.slots
+            states = self.relational_memory(x, previous)  # [B, T, S, d]: the state after each token
+            slots, condition = states[:, -1], states.flatten(2)
+        layers = []
+        for i, layer in enumerate(self.layers):
+            x, kv = layer(x, memory_kv[i], attn_mask, None if cache is None else cache.layers[i], condition)
+            layers.append(kv)
+        return self.head(self.final_norm(x)), DecodingCache(layers, slots)
+
     def logits(self, memory: Features, ids: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits `[B, T, V]`; position t sees ids[:, :t+1] only (causal)."""
         encoded, attn_mask = self.encode_memory(memory)
-        x = self._embed(ids, 0)
-        for layer in self.layers:
-            x, _ = layer(x, layer.memory_kv(encoded), attn_mask)
-        return self.head(self.final_norm(x))
+        return self._decode(ids, [layer.memory_kv(encoded) for layer in self.layers], attn_mask)[0]
 
     def loss(self, memory: Features, targets: list[str], prompts: list[str] | None = None) -> torch.Tensor:
         if prompts is not None:
@@ -191,12 +254,18 @@ class TransformerDecoder(Decoder):
             num_beams=overrides.get("num_beams", self.num_beams),
             max_length=overrides.get("max_length", self.max_length),
             length_penalty=overrides.get("length_penalty", self.length_penalty),
+            trigram_penalty=overrides.get("trigram_penalty", self.trigram_penalty),
         )
         return self.tokenizer.batch_decode(ids)
 
     @torch.no_grad()
     def generate_ids(
-        self, memory: Features, num_beams: int = 1, max_length: int = 60, length_penalty: float = 0.0
+        self,
+        memory: Features,
+        num_beams: int = 1,
+        max_length: int = 60,
+        length_penalty: float = 0.0,
+        trigram_penalty: float = 0.0,
     ) -> torch.Tensor:
         """Beam search (greedy when `num_beams == 1`) -> best ids `[B, <=max_length]` (no BOS)."""
         tok = self.tokenizer
@@ -206,7 +275,7 @@ class TransformerDecoder(Decoder):
         if attn_mask is not None:
             attn_mask = attn_mask.repeat_interleave(k, dim=0)
         memory_kv = [layer.memory_kv(encoded) for layer in self.layers]
-        caches: list[KVCache | None] = [None] * len(self.layers)
+        cache: DecodingCache | None = None
 
         device = encoded.device
         tokens = torch.full((batch * k, 1), tok.bos_id, dtype=torch.long, device=device)
@@ -216,11 +285,14 @@ class TransformerDecoder(Decoder):
         lengths = torch.zeros(batch * k, device=device)
         offsets = (torch.arange(batch, device=device) * k).unsqueeze(1)
 
-        for step in range(max_length):
-            x = self._embed(tokens[:, -1:], step)
-            for i, layer in enumerate(self.layers):
-                x, caches[i] = layer(x, memory_kv[i], attn_mask, caches[i])
-            log_probs = self.head(self.final_norm(x[:, -1])).float().log_softmax(-1)
+        for _ in range(max_length):
+            logits, cache = self._decode(tokens[:, -1:], memory_kv, attn_mask, cache)
+            log_probs = logits[:, -1].float().log_softmax(-1)
+            if trigram_penalty:
+                made = tokens[:, 1:]
+                # earlier trigrams that start with the beam's last two words: their third word is penalised
+                repeats = (made[:, :-2] == made[:, -2:-1]) & (made[:, 1:-1] == made[:, -1:])
+                log_probs.scatter_add_(1, made[:, 2:], repeats.float() * -trigram_penalty)
             # A finished beam may only continue with padding, at no cost, so it keeps its score.
             log_probs[finished] = -math.inf
             log_probs[finished, tok.pad_id] = 0.0
@@ -230,7 +302,7 @@ class TransformerDecoder(Decoder):
             source = (offsets + flat_index // vocab).view(-1)
             next_token = (flat_index % vocab).view(-1, 1)
             tokens = torch.cat([tokens[source], next_token], dim=1)
-            caches = [(c[0][source], c[1][source]) for c in caches]
+            cache = cache.select(source)
             lengths = lengths[source] + (~finished[source]).float()
             finished = finished[source] | (next_token.squeeze(1) == tok.eos_id)
             if finished.all():
