@@ -19,6 +19,7 @@ import argparse
 from pathlib import Path
 
 import torch
+import yaml
 from synthetic_runs import (
     AUC_KEYS,
     CE_AND_NLG,
@@ -55,7 +56,7 @@ def label_match_recall(checkpoint: Path, a, ks=(1, 5, 10)) -> dict[str, float]:
         ids, keys, labels = [], [], []
         for batch in loader:
             ids += batch["ids"]
-            keys.append(task.query_embedding(batch).float())
+            keys.append(task.concept_output(batch).pooled.float())
             labels.append(batch["labels"])
         return ids, torch.cat(keys), torch.cat(labels)
 
@@ -81,12 +82,21 @@ def run(a) -> dict:
     results.save()
     stage2 = [f"--trainer.max_epochs={a.generate_epochs}", f"--model.init_args.init_from.checkpoint={concepts}",
               *a.generate_set]
-    for name, extra in (("concepts_and_retrieval", []), ("concepts_only", ["--model.init_args.retriever=null"])):
+    # the concepts-only run drops the RetrievedReports guide and {retrieved} from the prompt
+    template = ("Recognised findings with probabilities: {concepts}. You are a radiologist. Write the findings of "
+                "this chest x-ray report, consistent with the recognised findings.")
+    concepts_only = ["--model.init_args.guides=[" + yaml.safe_dump(generate_guides()[0], default_flow_style=True).strip() + "]",
+                     f"--model.init_args.prompt.init_args.template={template}"]
+    for name, extra in (("concepts_and_retrieval", []), ("concepts_only", concepts_only)):
         checkpoint, cost = measured(fit, RECIPES / "generate_synthetic.yaml", work / name, a, *stage2, *extra)
         scores, test_cost = measured(test_scores, checkpoint, a)
         results[name] = {"fit": cost, "test": test_cost, **scores}
         results.save()
     return results
+
+
+def generate_guides() -> list[dict]:
+    return yaml.safe_load((RECIPES / "generate_synthetic.yaml").read_text())["model"]["init_args"]["guides"]
 
 
 def print_table(results: dict) -> None:

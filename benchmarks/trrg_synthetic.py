@@ -53,11 +53,12 @@ def perception_auc(checkpoint: Path, a) -> dict:
     """A stage-2 checkpoint's perception on the test split: what its clues carry after fine-tuning
     (the image encoder keeps training under the consistency loss; the prompt side stays frozen)."""
     task = xrg.load(checkpoint)
+    perception = task.guides["clues"].perception
     probs, labels = [], []
     for batch in datamodule(a).test_dataloader():
-        probs.append(task.perception(task.image_encoder(batch["images"], batch["view_mask"])).sigmoid())
+        probs.append(perception(task.image_encoder(batch["images"], batch["view_mask"])).sigmoid())
         labels.append(batch["labels"])
-    auc, mean = auc_summary(torch.cat(probs), torch.cat(labels), task.perception.label_names)
+    auc, mean = auc_summary(torch.cat(probs), torch.cat(labels), perception.label_names)
     return {"perception_auc": auc, "perception_auc_mean": mean}
 
 
@@ -101,7 +102,7 @@ def run(a) -> dict:
         return results
     stage2 = [*epochs(a.stage2_epochs), "--model.init_args.generate_in_validation=false",
               f"--model.init_args.init_from.checkpoint={stage1}"]
-    no_clues = ["--model.init_args.perception=null", "--model.init_args.injector=null", "--model.init_args.interaction=null",
+    no_clues = ["--model.init_args.guides=[]", "--model.init_args.frozen=[]",
                 "--model.init_args.init_from.blocks={image_encoder: image_encoder}"]
     for name, extra in (("with_clues", []), ("without_clues", no_clues)):
         checkpoint, cost = measured(fit, RECIPES / a.stage2_recipe, work / name, a, *stage2, *a.stage2_set, *extra)

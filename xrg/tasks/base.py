@@ -133,13 +133,14 @@ class XrgTask(L.LightningModule):
 
     def parameter_groups(self) -> list[dict]:
         """Trainable parameters, with their own learning rate for blocks named in `block_lr`
-        (R2Gen trains its visual extractor at 5e-5 and the rest at 1e-4)."""
+        (R2Gen trains its visual extractor at 5e-5 and the rest at 1e-4); dotted names reach inside
+        (`guides.clues`), and the longest name that contains a parameter decides its rate."""
         groups = {name: {"params": [], "lr": lr} for name, lr in self.block_lr.items()}
         rest: list[torch.nn.Parameter] = []
         for name, parameter in self.named_parameters():
             if parameter.requires_grad:
-                block = name.split(".")[0]
-                (groups[block]["params"] if block in groups else rest).append(parameter)
+                owners = [block for block in groups if name.startswith(block + ".")]
+                (groups[max(owners, key=len)]["params"] if owners else rest).append(parameter)
         return [{"params": rest}, *(g for g in groups.values() if g["params"])]
 
     def configure_optimizers(self):

@@ -136,7 +136,9 @@ class PromptBuilder:
     def message(self, **fields) -> str:
         """The user's first message: the template with its fields filled in."""
         fields.setdefault("image", image_slots(self.image_tokens))
-        rendered = {k: _FORMATTERS[k](v) if k in _FORMATTERS and not isinstance(v, str) else v for k, v in fields.items()}
+        # known fields read as text; any other list (e.g. a guide's renamed findings field) as names
+        rendered = {k: v if isinstance(v, str) else _FORMATTERS.get(k, format_findings)(v) if isinstance(v, (list, tuple))
+                    else v for k, v in fields.items()}
         try:
             return self.template.format(**rendered)
         except KeyError as missing:
