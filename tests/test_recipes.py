@@ -43,3 +43,13 @@ def test_synthetic_recipe_fits_one_batch(recipe, tmp_path, synthetic_root):
         # One small benchmark shared by all recipes of the session keeps this test quick.
         args += [f"--data.init_args.synthetic.root={synthetic_root}", "--data.init_args.synthetic.num_studies=120"]
     main(args)
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=_id)
+def test_recipes_use_short_class_paths_and_type_no_inferable_width(recipe):
+    """One style: blocks, tasks, optimizers and callbacks by short class name; widths the task binds
+    (a Q-Former's vision width, a projector's input) are never typed in a recipe."""
+    text = recipe.read_text()
+    dotted = [line.strip() for line in text.splitlines() if "class_path:" in line and "." in line.split("class_path:")[1].split(",")[0]]
+    assert not dotted, dotted
+    assert "vision_dim" not in text and "in_dim" not in text
