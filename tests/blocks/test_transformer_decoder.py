@@ -136,21 +136,6 @@ def test_state_dict_carries_the_vocabulary(rm):
     assert torch.equal(fresh.generate_ids(memory, 3, 8), decoder.generate_ids(memory, 3, 8))
 
 
-def _repeats_a_trigram(row: list[int]) -> bool:
-    trigrams = list(zip(row, row[1:], row[2:]))
-    return len(set(trigrams)) < len(trigrams)
-
-
-def test_trigram_penalty_stops_beams_repeating_a_trigram():
-    decoder, memory = _decoder(), _memory()
-    with torch.no_grad():  # a model that would write one word over and over
-        decoder.head.bias[decoder.tokenizer.batch_encode(["effusion"], 3)[0, 1]] = 50.0
-    for k in (1, 3):
-        assert all(_repeats_a_trigram(row) for row in decoder.generate_ids(memory, k, 8).tolist())
-        blocked = decoder.generate_ids(memory, k, 8, trigram_penalty=1e4).tolist()
-        assert not any(_repeats_a_trigram(row) for row in blocked)
-
-
 def test_the_relational_memory_conditions_every_position():
     decoder, memory = _decoder(rm_slots=3), _memory()
     ids = decoder.tokenizer.batch_encode(REPORTS, 14)

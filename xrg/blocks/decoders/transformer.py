@@ -117,8 +117,6 @@ class TransformerDecoder(Decoder):
     its state conditions the decoder layers' norms (MCLN). With `rm_slots: 0`, the default, a plain
     transformer decoder. Generation caches self-attention keys/values, the memory's cross-attention
     keys/values and the relational memory's state, so each step costs one token's work.
-    `trigram_penalty` is subtracted from the log-probability of a word that would repeat a trigram
-    already in the beam, once per earlier occurrence (R2Gen's beam search: 2 ln 2).
     """
 
     def __init__(
@@ -133,7 +131,6 @@ class TransformerDecoder(Decoder):
         max_length: int = 60,
         num_beams: int = 3,
         length_penalty: float = 0.0,
-        trigram_penalty: float = 0.0,
         memory_dim: int | None = None,
         max_positions: int = 512,
         memory_grid: tuple[int, int] | None = None,
@@ -143,7 +140,7 @@ class TransformerDecoder(Decoder):
     ) -> None:
         super().__init__(tokenizer if tokenizer is not None else WordTokenizer(threshold=3))
         self.dim, self.heads, self.max_length = dim, heads, max_length
-        self.num_beams, self.length_penalty, self.trigram_penalty = num_beams, length_penalty, trigram_penalty
+        self.num_beams, self.length_penalty = num_beams, length_penalty
         self.memory_proj: nn.Module | None = None
         # R2Gen drops the projected visual features at 0.5 (its `drop_prob_lm`), the rest at 0.1.
         self.memory_dropout = dropout if memory_dropout is None else memory_dropout
@@ -254,7 +251,6 @@ class TransformerDecoder(Decoder):
             num_beams=overrides.get("num_beams", self.num_beams),
             max_length=overrides.get("max_length", self.max_length),
             length_penalty=overrides.get("length_penalty", self.length_penalty),
-            trigram_penalty=overrides.get("trigram_penalty", self.trigram_penalty),
         )
         return self.tokenizer.batch_decode(ids)
 
@@ -265,7 +261,6 @@ class TransformerDecoder(Decoder):
         num_beams: int = 1,
         max_length: int = 60,
         length_penalty: float = 0.0,
-        trigram_penalty: float = 0.0,
     ) -> torch.Tensor:
         """Beam search (greedy when `num_beams == 1`) -> best ids `[B, <=max_length]` (no BOS)."""
         tok = self.tokenizer
@@ -288,11 +283,6 @@ class TransformerDecoder(Decoder):
         for _ in range(max_length):
             logits, cache = self._decode(tokens[:, -1:], memory_kv, attn_mask, cache)
             log_probs = logits[:, -1].float().log_softmax(-1)
-            if trigram_penalty:
-                made = tokens[:, 1:]
-                # earlier trigrams that start with the beam's last two words: their third word is penalised
-                repeats = (made[:, :-2] == made[:, -2:-1]) & (made[:, 1:-1] == made[:, -1:])
-                log_probs.scatter_add_(1, made[:, 2:], repeats.float() * -trigram_penalty)
             # A finished beam may only continue with padding, at no cost, so it keeps its score.
             log_probs[finished] = -math.inf
             log_probs[finished, tok.pad_id] = 0.0
