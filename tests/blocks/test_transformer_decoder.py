@@ -41,6 +41,21 @@ def test_changing_later_tokens_never_changes_earlier_logits(rm):
 
 
 @VARIANTS
+def test_cached_steps_give_the_teacher_forced_logits(rm):
+    """Feeding the words one at a time through the generation cache (keys/values and, with RM, the
+    memory state) gives the logits of one teacher-forced pass over the whole sequence."""
+    decoder, memory = _decoder(rm_slots=rm), _memory()
+    ids = decoder.tokenizer.batch_encode(REPORTS, 14)
+    encoded, mask = decoder.encode_memory(memory)
+    memory_kv = [layer.memory_kv(encoded) for layer in decoder.layers]
+    cache, steps = None, []
+    for t in range(ids.shape[1]):
+        logits, cache = decoder._decode(ids[:, t : t + 1], memory_kv, mask, cache)
+        steps.append(logits)
+    torch.testing.assert_close(torch.cat(steps, dim=1), decoder.logits(memory, ids), rtol=1e-4, atol=1e-5)
+
+
+@VARIANTS
 def test_cached_greedy_equals_full_recomputation(rm):
     decoder, memory = _decoder(rm_slots=rm), _memory()
     cached = decoder.generate_ids(memory, num_beams=1, max_length=6)
