@@ -55,9 +55,7 @@ class InstructionTuning(ReportGeneration):
                 prompt, target = self.prompt.build(**fields), reference
             prompts.append(prompt)
             targets.append(target)
-        loss = self.decoder.loss(encoded.memory, targets, prompts)
-        auxiliary = encoded.loss()
-        return loss if auxiliary is None else loss + auxiliary
+        return self.decoder.loss(encoded.memory, targets, prompts) + self.guide_losses(encoded)
 
     def instruction_sample(self, record: dict, fields: dict[str, Any], reference: str) -> tuple[str, str]:
         """(prompt, target) of one record: report turn, then the instruction."""

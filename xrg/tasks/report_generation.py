@@ -139,12 +139,17 @@ class ReportGeneration(XrgTask):
     def step_loss(self, encoded: Encoded) -> torch.Tensor:
         """The decoder's token NLL plus every guide's auxiliary loss (each logged by name)."""
         loss = self.decoder.loss(encoded.memory, encoded.batch["reports"], self.prompts(encoded))
+        return loss + self.guide_losses(encoded)
+
+    def guide_losses(self, encoded: Encoded) -> torch.Tensor | float:
+        """The sum of the guides' auxiliary losses, each logged by name (0 when there are none)."""
         split = "train" if self.training else "eval"
+        total = 0.0
         for name, guidance in encoded.guidance.items():
             if guidance.loss is not None:
                 self.log(f"{split}/{name}_loss", guidance.loss, batch_size=encoded.size)
-                loss = loss + guidance.loss
-        return loss
+                total = total + guidance.loss
+        return total
 
     def generate_reports(self, encoded: Encoded, **generate_kwargs) -> list[str]:
         return self.decoder.generate(encoded.memory, self.prompts(encoded), **generate_kwargs)

@@ -61,10 +61,6 @@ class Encoded:
         """Study `i`'s prompt fields from every guide."""
         return {name: values[i] for g in self.guidance.values() for name, values in g.fields.items()}
 
-    def loss(self) -> torch.Tensor | None:
-        losses = [g.loss for g in self.guidance.values() if g.loss is not None]
-        return sum(losses) if losses else None
-
     def explanations(self) -> list[dict[str, Any]] | None:
         rows = [dict() for _ in range(self.size)]
         found = False
