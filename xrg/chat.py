@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 
-from xrg.data.errors import DataError
 
 
 class Session:
@@ -43,7 +42,7 @@ class Session:
     def from_checkpoint(cls, checkpoint: str | Path, image_paths: list[str | Path], **generate_kwargs: Any) -> "Session":
         """Model and image preprocessing both come from the checkpoint written by `xrg fit`."""
         from xrg import load
-        from xrg.data.dataset import load_image
+        from xrg.data.images import read_image
         from xrg.data.transforms import build_transform
 
         model = load(checkpoint)
@@ -51,9 +50,7 @@ class Session:
         transform = build_transform(train=False, image_size=data.get("image_size", 224), resize=data.get("resize", 256), horizontal_flip=False)
         views = []
         for path in image_paths[: data.get("max_views", len(image_paths))]:
-            if not Path(path).is_file():
-                raise DataError(f"image {path} does not exist")
-            views.append(transform(load_image(Path(path), str(path))))
+            views.append(transform(read_image(path, data.get("image_window"))))
         return cls(model, torch.stack(views), **generate_kwargs)
 
     def _reply(self, prompt: str) -> str:

@@ -36,6 +36,10 @@ class ReportDataModule(L.LightningDataModule):
     `mean`/`std` normalise pixels for the backbone: ImageNet statistics by default; CLIP towers
     want CLIP's (0.4815, 0.4578, 0.4082) / (0.2686, 0.2613, 0.2758).
 
+    `image_window=(low, high)` maps those pixel values to black and white for every image; by
+    default 8-bit images keep their values and 16/32-bit images are windowed to their own range
+    (see `xrg.data.images.read_image`).
+
     Give either `annotation_path` (+ `image_dir`, default: the annotation's folder + "/images")
     or `synthetic` to use the embedded benchmark.
     """
@@ -58,6 +62,7 @@ class ReportDataModule(L.LightningDataModule):
         num_workers: int = 0,
         on_bad_study: BadStudyPolicy = "raise",
         predict_split: Literal["train", "val", "test"] = "test",
+        image_window: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -99,7 +104,8 @@ class ReportDataModule(L.LightningDataModule):
                 horizontal_flip=hp.horizontal_flip, mean=tuple(hp.mean), std=tuple(hp.std),
             )
             self.datasets[split] = ReportDataset(
-                annotation[split], image_dir, transform, self.cleaner, labels, hp.max_views, hp.on_bad_study
+                annotation[split], image_dir, transform, self.cleaner, labels, hp.max_views, hp.on_bad_study,
+                hp.image_window,
             )
         if not self.datasets["train"].studies and stage in (None, "fit"):
             raise DataError(f"{self.annotation_path}: the train split has no usable studies")

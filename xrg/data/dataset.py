@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 
 from xrg.data.annotation import Study
 from xrg.data.errors import DataError
+from xrg.data.images import read_image
 from xrg.data.labels import CHEXPERT_LABELS
 
 log = logging.getLogger(__name__)
@@ -38,13 +39,12 @@ def check_study(study: Study, image_dir: Path, cleaned_report: str) -> None:
             raise DataError(f"study {study.id!r}: image file {path} does not exist")
 
 
-def load_image(path: Path, study_id: str) -> Image.Image:
+def load_image(path: Path, study_id: str, window: tuple[float, float] | None = None) -> Image.Image:
+    """`read_image`, with the study named in the error."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image
-    except (OSError, UnidentifiedImageError) as err:
-        raise DataError(f"study {study_id!r}: cannot read image {path} ({err})") from None
+        return read_image(path, window)
+    except DataError as err:
+        raise DataError(f"study {study_id!r}: {err}") from None
 
 
 class ReportDataset(Dataset):
@@ -59,8 +59,10 @@ class ReportDataset(Dataset):
         labels: dict[str, list[float]] | None = None,
         max_views: int = 2,
         on_bad_study: BadStudyPolicy = "raise",
+        image_window: tuple[float, float] | None = None,
     ) -> None:
         self.image_dir = Path(image_dir)
+        self.image_window = image_window
         self.transform = transform
         self.max_views = max_views
         self.on_bad_study = on_bad_study
@@ -91,7 +93,7 @@ class ReportDataset(Dataset):
         study = self.studies[index]
         try:
             views = [
-                self.transform(load_image(resolve_image(self.image_dir, p, study.id), study.id))
+                self.transform(load_image(resolve_image(self.image_dir, p, study.id), study.id, self.image_window))
                 for p in study.image_paths[: self.max_views]
             ]
         except DataError as err:
