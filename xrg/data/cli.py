@@ -3,11 +3,14 @@
     xrg data synth  --out DIR --num-studies N [--seed S] [--image-size 256] [--views 2] [--workers K]
     xrg data render --annotation A --labels L --out DIR [--seed S] [--image-size 256] [--views 2] [--workers K]
     xrg data instruct --annotation A --labels L --out FILE.jsonl [...]   (RaDialog-style instruction data)
+    xrg data mimic-cxr --reports ZIP --split CSV --metadata CSV --labels CSV --out DIR   (official files)
+    xrg data iu-xray --reports XML_DIR --images PNG_DIR --out DIR                         (Open-i release)
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -20,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xrg data", description="Build datasets.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("instruct", help="instruction-tuning JSONL from an annotation + labels (see `xrg data instruct -h`)")
+    commands.add_parser("mimic-cxr", help="annotation + labels from MIMIC-CXR's official files (see `xrg data mimic-cxr -h`)")
+    commands.add_parser("iu-xray", help="annotation + labels from the Open-i IU X-Ray release (see `xrg data iu-xray -h`)")
     synth = commands.add_parser("synth", help="generate the synthetic chest X-ray benchmark")
     synth.add_argument("--out", type=Path, required=True)
     synth.add_argument("--num-studies", type=int, required=True)
@@ -44,6 +49,13 @@ def main(argv: list[str] | None = None) -> int:
         from xrg.data.instruct import main as instruct_main
 
         return instruct_main(argv[1:])
+    if argv[:1] in (["mimic-cxr"], ["iu-xray"]):  # so do the preparation commands'
+        module = importlib.import_module(f"xrg.data.prepare.{argv[0].replace('-', '_')}")
+        try:
+            return module.main(argv[1:])
+        except DataError as error:
+            print(f"xrg data {argv[0]}: error: {error}")
+            return 2
     args = _parser().parse_args(argv)
     from xrg.data.synthetic import generate_benchmark, render_for_annotation  # keep `--help` instant
 
