@@ -3,13 +3,19 @@
 Papers disagree on how to score CE (14 or 5 observations, micro or macro, uncertain read as
 negative or positive), so every convention is reported, each named in its key:
 
-    ce/<labeler>/<average><labels>[_u1]/<p|r|f1>
+    ce/<labeler>/<average><labels>[_u1]/<stat>
 
-- average: ``macro`` (mean of per-observation scores, sklearn ``average="macro"``),
-  ``micro`` (pooled counts), ``example`` (per-report P/R/F1 over its positive set, then mean).
+- average (stat p / r / f1): ``macro``, ``micro``, ``weighted`` and ``example`` are sklearn's
+  ``average="macro" | "micro" | "weighted" | "samples"`` with ``zero_division=0``; ``example``
+  scores a report with no positive on either side 0, as RaDialog's Sample F1 and PromptMRG's
+  example F1 do. ``exact`` (stat acc) is the share of reports whose positive sets are equal
+  (sklearn's multilabel ``accuracy_score``; f1chexbert's accuracy is ``exact5_u1/acc``).
+  With probabilities, ``macro<labels>/auroc`` and ``auroc[_u1]/<observation>`` add ROC AUC.
 - labels: ``14`` (all CheXpert observations, No Finding included) or ``5`` (`CHEXPERT_5`).
 - no suffix: uncertain (-1) and blank count as negative (R2Gen / RaDialog; the default).
   ``_u1``: uncertain counts as positive (f1chexbert's convention); blank is always negative.
+- An empty generated report (no word in it) gets no credit on any key: its labels are blank
+  whatever the labeler says about "", and it never counts as an exact match.
 The headline number of most report-generation papers is ``ce/chexpert-rules/macro14/f1``.
 docs/clinical_efficacy.md lists every key.
 """
@@ -75,31 +81,74 @@ def per_label_scores(pred: Tensor, ref: Tensor) -> dict[str, Tensor]:
 def _averages(pred: Tensor, ref: Tensor) -> dict[str, dict[str, float]]:
     scores = per_label_scores(pred, ref)
     macro = {key: scores[key].mean().item() for key in ("p", "r", "f1")}
+    support = scores["support"]
+    # sklearn's "weighted": per-observation scores weighted by their reference support (0 if none).
+    weighted = {
+        key: (scores[key] * support).sum().div(support.sum()).item() if support.sum() > 0 else 0.0
+        for key in ("p", "r", "f1")
+    }
     p_d, r_d = pred.double(), ref.double()
     micro = dict(zip(("p", "r", "f1"), (t.item() for t in _prf((p_d * r_d).sum(), p_d.sum(), r_d.sum()))))
-    # Example-based: a report with no positives on either side agrees perfectly (scores 1).
-    true_pos, predicted, actual = (p_d * r_d).sum(1), p_d.sum(1), r_d.sum(1)
-    both_empty = (predicted == 0) & (actual == 0)
-    example = {
-        key: torch.where(both_empty, torch.ones_like(value), value).mean().item()
-        for key, value in zip(("p", "r", "f1"), _prf(true_pos, predicted, actual))
-    }
-    return {"macro": macro, "micro": micro, "example": example}
+    # sklearn's "samples": P/R/F1 of each report's positive set, then the mean; a report with no
+    # positive on either side scores 0 (zero_division=0), as RaDialog and PromptMRG score it.
+    per_report = _prf((p_d * r_d).sum(1), p_d.sum(1), r_d.sum(1))
+    example = {key: value.mean().item() for key, value in zip(("p", "r", "f1"), per_report)}
+    return {"macro": macro, "micro": micro, "weighted": weighted, "example": example}
 
 
-def ce_from_labels(pred: Tensor, ref: Tensor, labeler: str = "chexpert-rules") -> dict[str, float]:
-    """Every CE convention from label matrices [N, 14] (codes 1/0/-1, NaN blank)."""
+def _auroc(probabilities: Tensor, positive: Tensor) -> Tensor:
+    """ROC AUC per column in float64 (Mann-Whitney: the mean rank of the positives, ties
+    averaged); NaN where the reference has one class only (sklearn would raise)."""
+    scores = torch.full((positive.shape[1],), math.nan, dtype=torch.float64)
+    for column in range(positive.shape[1]):
+        target = positive[:, column]
+        n_pos, n_neg = int(target.sum()), int((~target).sum())
+        if n_pos and n_neg:
+            values, inverse, counts = torch.unique(probabilities[:, column].double(), return_inverse=True, return_counts=True)
+            mean_rank = counts.cumsum(0) - (counts - 1) / 2  # 1-based rank of each distinct value, ties averaged
+            rank_sum = mean_rank.double()[inverse][target].sum()
+            scores[column] = ((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)).item()
+    return scores
+
+
+def ce_from_labels(
+    pred: Tensor,
+    ref: Tensor,
+    labeler: str = "chexpert-rules",
+    empty: Tensor | None = None,
+    probabilities: Tensor | None = None,
+) -> dict[str, float]:
+    """Every CE convention from label matrices [N, 14] (codes 1/0/-1, NaN blank).
+
+    `empty` [N] bool marks generated reports with no words: their labels are blanked and they
+    never count as exact matches (no CE credit). `probabilities` [N, 14] (a findings head's, say)
+    add per-observation ROC AUC against the reference labels.
+    """
     if pred.shape != ref.shape or pred.ndim != 2 or pred.shape[1] != len(CHEXPERT_LABELS):
         raise ValueError(f"expected two [N, {len(CHEXPERT_LABELS)}] label matrices, got {tuple(pred.shape)} and {tuple(ref.shape)}")
+    if probabilities is not None and probabilities.shape != ref.shape:
+        raise ValueError(f"expected probabilities {tuple(ref.shape)} like the labels, got {tuple(probabilities.shape)}")
+    empty = torch.zeros(len(pred), dtype=torch.bool) if empty is None else empty.bool()
+    if empty.shape != (len(pred),):
+        raise ValueError(f"expected an empty-report mask of shape ({len(pred)},), got {tuple(empty.shape)}")
     results: dict[str, float] = {}
     if pred.shape[0] == 0:
         return results
+    pred = torch.where(empty[:, None], torch.full_like(pred, math.nan), pred)
     for suffix, uncertain_as in (("", 0), ("_u1", 1)):
         pred_bin, ref_bin = binarize(pred, uncertain_as), binarize(ref, uncertain_as)
-        for size, columns in (("14", slice(None)), ("5", _FIVE)):
+        auroc = _auroc(probabilities, ref_bin) if probabilities is not None else None
+        if auroc is not None:
+            results.update({f"ce/{labeler}/auroc{suffix}/{name}": auroc[i].item() for i, name in enumerate(CHEXPERT_LABELS)})
+        for size, columns in (("14", list(range(len(CHEXPERT_LABELS)))), ("5", _FIVE)):
             for average, scores in _averages(pred_bin[:, columns], ref_bin[:, columns]).items():
                 for key, value in scores.items():
                     results[f"ce/{labeler}/{average}{size}{suffix}/{key}"] = value
+            exact = (pred_bin[:, columns] == ref_bin[:, columns]).all(1) & ~empty
+            results[f"ce/{labeler}/exact{size}{suffix}/acc"] = exact.double().mean().item()
+            if auroc is not None:
+                known = auroc[columns][~auroc[columns].isnan()]
+                results[f"ce/{labeler}/macro{size}{suffix}/auroc"] = known.mean().item() if len(known) else math.nan
     return results
 
 
@@ -123,11 +172,24 @@ def label_texts(texts: Sequence[str], labeler: str = "chexpert-rules") -> Tensor
     return labels_to_matrix(LABELERS[labeler]()(list(texts)))
 
 
-def clinical_efficacy(generated: list[str], references: list[str], labeler: str = "chexpert-rules") -> dict[str, float]:
-    """CE of generated reports against references, every convention (see module docstring)."""
+def is_empty_report(text: str) -> bool:
+    """No letter or digit in it: "", whitespace, or the " ." that R2Gen cleaning leaves."""
+    return not any(character.isalnum() for character in text)
+
+
+def score_texts(
+    generated: Sequence[str], references: Sequence[str], label_matrix: Callable[[list[str]], Tensor], labeler: str
+) -> dict[str, float]:
+    """CE of generated reports against references with any labeler (`label_matrix`: texts -> [N, 14])."""
     if len(generated) != len(references):
         raise ValueError(f"got {len(generated)} generated reports but {len(references)} references")
-    return ce_from_labels(label_texts(generated, labeler), label_texts(references, labeler), labeler)
+    empty = torch.tensor([is_empty_report(text) for text in generated], dtype=torch.bool)
+    return ce_from_labels(label_matrix(list(generated)), label_matrix(list(references)), labeler, empty=empty)
+
+
+def clinical_efficacy(generated: list[str], references: list[str], labeler: str = "chexpert-rules") -> dict[str, float]:
+    """CE of generated reports against references, every convention (see module docstring)."""
+    return score_texts(generated, references, lambda texts: label_texts(texts, labeler), labeler)
 
 
 class ClinicalEfficacy(Metric):

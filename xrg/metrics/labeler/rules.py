@@ -166,6 +166,8 @@ class ChexpertRulesLabeler:
         return [mention for sentence in split_sentences(report) for mention in find_mentions(sentence)]
 
     def label(self, report: str) -> dict[str, int | None]:
+        if not split_sentences(report):  # a report with no words states nothing, not "No Finding"
+            return dict.fromkeys(CHEXPERT_LABELS)
         return aggregate(self.mentions(report))
 
     def label_many(self, reports: Iterable[str]) -> list[dict[str, int | None]]:

@@ -77,8 +77,6 @@ class ChexbertLabeler(nn.Module):
 
 def chexbert_f1(labeler: ChexbertLabeler, generated: list[str], references: list[str]) -> dict[str, float]:
     """Every CE convention with CheXbert labels, keys `ce/chexbert/...`."""
-    from xrg.metrics.ce import ce_from_labels
+    from xrg.metrics.ce import score_texts
 
-    if len(generated) != len(references):
-        raise ValueError(f"got {len(generated)} generated reports but {len(references)} references")
-    return ce_from_labels(labeler.label_matrix(generated), labeler.label_matrix(references), labeler="chexbert")
+    return score_texts(generated, references, labeler.label_matrix, labeler="chexbert")
