@@ -43,11 +43,15 @@ class Session:
         """Model and image preprocessing both come from the checkpoint written by `xrg fit`."""
         from xrg import load
         from xrg.data.images import read_image
-        from xrg.data.transforms import build_transform
+        from xrg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
 
         model = load(checkpoint)
         data = torch.load(checkpoint, map_location="cpu", weights_only=True).get("datamodule_hyper_parameters") or {}
-        transform = build_transform(train=False, image_size=data.get("image_size", 224), resize=data.get("resize", 256), horizontal_flip=False)
+        transform = build_transform(
+            train=False, image_size=data.get("image_size", 224), resize=data.get("resize", 256),
+            mean=tuple(data.get("mean", IMAGENET_MEAN)), std=tuple(data.get("std", IMAGENET_STD)),
+            preprocessing=data.get("preprocessing", "r2gen"),
+        )
         views = []
         for path in image_paths[: data.get("max_views", len(image_paths))]:
             views.append(transform(read_image(path, data.get("image_window"))))

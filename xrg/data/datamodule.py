@@ -14,7 +14,7 @@ from xrg.data.annotation import SPLITS, read_annotation, read_labels
 from xrg.data.cleaning import get_cleaner
 from xrg.data.dataset import BadStudyPolicy, ReportDataset, collate_studies
 from xrg.data.errors import DataError
-from xrg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
+from xrg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, build_transform
 
 
 @dataclass
@@ -34,7 +34,8 @@ class ReportDataModule(L.LightningDataModule):
     """Batches of studies for every task: images [B, V, C, H, W], view_mask, ids, cleaned reports, labels.
 
     `mean`/`std` normalise pixels for the backbone: ImageNet statistics by default; CLIP towers
-    want CLIP's (0.4815, 0.4578, 0.4082) / (0.2686, 0.2613, 0.2758).
+    want CLIP's (0.4815, 0.4578, 0.4082) / (0.2686, 0.2613, 0.2758). `preprocessing="biovil"`
+    uses hi-ml-multimodal's own transform instead (BioViL / BioViL-T; see `build_transform`).
 
     `image_window=(low, high)` maps those pixel values to black and white for every image; by
     default 8-bit images keep their values and 16/32-bit images are windowed to their own range
@@ -57,6 +58,7 @@ class ReportDataModule(L.LightningDataModule):
         horizontal_flip: bool = False,
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
+        preprocessing: Preprocessing = "r2gen",
         batch_size: int = 16,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
@@ -102,6 +104,7 @@ class ReportDataModule(L.LightningDataModule):
             transform = build_transform(
                 train=split == "train", image_size=hp.image_size, resize=hp.resize,
                 horizontal_flip=hp.horizontal_flip, mean=tuple(hp.mean), std=tuple(hp.std),
+                preprocessing=hp.preprocessing,
             )
             self.datasets[split] = ReportDataset(
                 annotation[split], image_dir, transform, self.cleaner, labels, hp.max_views, hp.on_bad_study,

@@ -1,8 +1,13 @@
-"""Image transforms: R2Gen's resize 256 -> random crop 224 for training, a plain resize for eval."""
+"""Image transforms: R2Gen's resize 256 -> random crop 224 for training, a plain resize for eval;
+or an image model's own preprocessing (BioViL / BioViL-T: hi-ml-multimodal's)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torchvision import transforms as T
+
+Preprocessing = Literal["r2gen", "biovil"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -15,12 +20,20 @@ def build_transform(
     horizontal_flip: bool = False,
     mean: tuple[float, ...] = IMAGENET_MEAN,
     std: tuple[float, ...] = IMAGENET_STD,
+    preprocessing: Preprocessing = "r2gen",
 ) -> T.Compose:
     """Grayscale radiographs become 3 channels so any ImageNet or CLIP backbone accepts them.
 
     `horizontal_flip` is off by default: flipping swaps left and right while the report keeps
     saying "left effusion". Recipes that reproduce a paper that flipped (R2Gen) turn it on.
+    `preprocessing="biovil"` is hi-ml-multimodal's chest X-ray transform for every split (grey
+    values stretched to 0-255, shorter side resized to `resize`, centre crop `image_size`, [0, 1]
+    copied to 3 channels; `mean`/`std` unused), as BioViL-T and RaDialog were trained.
     """
+    if preprocessing == "biovil":
+        return _biovil_transform(train and horizontal_flip, resize, image_size)
+    if preprocessing != "r2gen":
+        raise ValueError(f"preprocessing must be 'r2gen' or 'biovil', got {preprocessing!r}")
     steps = [T.Lambda(_to_rgb)]
     if train:
         steps += [T.Resize((resize, resize)), T.RandomCrop(image_size)]
@@ -34,3 +47,21 @@ def build_transform(
 
 def _to_rgb(image):
     return image.convert("RGB")
+
+
+def _biovil_transform(flip: bool, resize: int, crop: int) -> T.Compose:
+    try:
+        from health_multimodal.image.data.transforms import create_chest_xray_transform_for_inference
+    except ImportError as error:
+        raise ImportError(f'preprocessing="biovil" needs hi-ml-multimodal ({error}); pip install "xrg[biovil]"') from None
+    steps = [T.Lambda(_remap_grey)] + ([T.RandomHorizontalFlip()] if flip else [])
+    return T.Compose(steps + [create_chest_xray_transform_for_inference(resize=resize, center_crop_size=crop)])
+
+
+def _remap_grey(image):
+    """The package's image loading: one grey channel stretched to the full 0-255 range."""
+    import numpy as np
+    from health_multimodal.image.data.io import remap_to_uint8
+    from PIL import Image
+
+    return Image.fromarray(remap_to_uint8(np.asarray(image.convert("L")))).convert("L")

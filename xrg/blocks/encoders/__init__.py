@@ -12,3 +12,6 @@ __all__ += ["ClipTokenizer", "OpenClipImageEncoder", "OpenClipTextEncoder"]
 from xrg.blocks.encoders.hf_image import HFImageEncoder  # noqa: E402
 
 __all__ += ["HFImageEncoder"]
+from xrg.blocks.encoders.biovil import BioVilImageEncoder  # noqa: E402
+
+__all__ += ["BioVilImageEncoder"]
