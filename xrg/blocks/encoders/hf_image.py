@@ -5,6 +5,14 @@
 
 Images arrive already normalised by the data module; resize/normalisation of the model's own
 processor is the recipe's business (set `image_size` and the mean/std there).
+
+Named chest X-ray configurations (`NAMED_MODELS`), weights and config from the hub:
+- `"rad-dino"` (microsoft/rad-dino): RAD-DINO, a DINOv2 ViT-B/14 trained on chest X-rays only;
+  tokens = CLS + 37 x 37 patches of 768 at 518 px, pooled = the CLS after the final layer norm
+  (`pooler_output`, as the model card's "CLS embedding"). Data settings: `image_size: 518`
+  (resize 518, its processor centre-crops the shorter side to 518) and `mean`/`std` from the
+  model's `preprocessor_config.json`.
+- `"rad-dino-maira-2"` (microsoft/rad-dino-maira-2): the RAD-DINO continuation used by MAIRA-2.
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ from typing import Any, Literal
 import torch
 
 from xrg.blocks.encoders.base import ImageEncoder
+
+NAMED_MODELS = {"rad-dino": "microsoft/rad-dino", "rad-dino-maira-2": "microsoft/rad-dino-maira-2"}
 
 
 class HFImageEncoder(ImageEncoder):
@@ -37,7 +47,7 @@ class HFImageEncoder(ImageEncoder):
         if config is not None:
             self.model = AutoModel.from_config(AutoConfig.for_model(**config))
         else:
-            self.model = AutoModel.from_pretrained(model, trust_remote_code=trust_remote_code)
+            self.model = AutoModel.from_pretrained(NAMED_MODELS.get(model, model), trust_remote_code=trust_remote_code)
         model_config = self.model.config
         self.dim = getattr(model_config, "hidden_size", None) or model_config.hidden_sizes[-1]
         self.pooling = pooling
