@@ -1,5 +1,8 @@
 """R2Gen `annotation.json`: {"train": [...], "val": [...], "test": [...]}, items {id, report, image_path}.
 
+Items may also carry the study's `indication` (text) and its `prior` study
+(`{"id", "report", "image_path"}`), as `xrg data mimic-cxr` writes them.
+
 IU X-Ray lists two views per study, MIMIC-CXR one; both share this reader. Every problem found is
 reported with the file, split, item index and study id, so a bad row is fixed in one look.
 """
@@ -19,11 +22,20 @@ SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
+class PriorStudy:
+    id: str
+    report: str
+    image_paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Study:
     id: str
     report: str
     image_paths: tuple[str, ...]
     split: str
+    indication: str = ""
+    prior: PriorStudy | None = None
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -55,10 +67,24 @@ def _parse_item(item: Any, path: Path, split: str, index: int) -> Study:
         raise DataError(f"{where}: id must be a string, got {type(study_id).__name__}")
     if not isinstance(report, str):
         raise DataError(f"{where} (id={study_id!r}): report must be a string")
+    indication = item.get("indication") or ""
+    if not isinstance(indication, str):
+        raise DataError(f"{where} (id={study_id!r}): indication must be a string")
+    prior = item.get("prior")
+    if prior is not None:
+        if not isinstance(prior, dict) or not isinstance(prior.get("report", ""), str):
+            raise DataError(f"{where} (id={study_id!r}): prior must be an object with id, report, image_path")
+        prior = PriorStudy(str(prior.get("id", "")), prior.get("report", ""),
+                           _image_paths(prior.get("image_path"), f"{where} (id={study_id!r}) prior"))
+    return Study(id=str(study_id), report=report, image_paths=_image_paths(image_path, f"{where} (id={study_id!r})"),
+                 split=split, indication=indication, prior=prior)
+
+
+def _image_paths(image_path: Any, where: str) -> tuple[str, ...]:
     paths = [image_path] if isinstance(image_path, str) else image_path
     if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
-        raise DataError(f"{where} (id={study_id!r}): image_path must be a path or a non-empty list of paths")
-    return Study(id=str(study_id), report=report, image_paths=tuple(paths), split=split)
+        raise DataError(f"{where}: image_path must be a path or a non-empty list of paths")
+    return tuple(paths)
 
 
 def read_labels(path: str | Path) -> dict[str, list[float]]:

@@ -5,6 +5,7 @@
     xrg data instruct --annotation A --labels L --out FILE.jsonl [...]   (RaDialog-style instruction data)
     xrg data mimic-cxr --reports ZIP --split CSV --metadata CSV --labels CSV --out DIR   (official files)
     xrg data iu-xray --reports XML_DIR --images PNG_DIR --out DIR                         (Open-i release)
+    xrg data longitudinal --out DIR --num-pairs N [--seed S] [--image-size 128] [--views 2]  (prior/current pairs)
 """
 
 from __future__ import annotations
@@ -34,10 +35,15 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--annotation", type=Path, required=True, help="R2Gen annotation.json")
     render.add_argument("--labels", type=Path, required=True, help="labels.json: {study id: {label: 1|0|-1|null}}")
     render.add_argument("--out", type=Path, required=True)
-    for sub in (synth, render):
+    pairs = commands.add_parser("longitudinal", help="synthetic prior/current pairs whose reports word the change")
+    pairs.add_argument("--out", type=Path, required=True)
+    pairs.add_argument("--num-pairs", type=int, required=True)
+    pairs.add_argument("--split-fractions", type=float, nargs=3, default=(0.7, 0.1, 0.2), metavar=("TRAIN", "VAL", "TEST"))
+    for sub in (synth, render, pairs):
         sub.add_argument("--seed", type=int, default=0)
         sub.add_argument("--image-size", type=int, default=256)
         sub.add_argument("--views", type=int, default=2, choices=(1, 2))
+    for sub in (synth, render):
         sub.add_argument("--workers", type=int, default=0, help="worker processes (0: render in this process)")
         sub.add_argument("--conspicuity", type=float, default=1.0, help="finding density scale (1 clear, 0.5 subtle)")
     return parser
@@ -57,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"xrg data {argv[0]}: error: {error}")
             return 2
     args = _parser().parse_args(argv)
+    if args.command == "longitudinal":
+        from xrg.data.synthetic.longitudinal import generate_longitudinal
+
+        out = generate_longitudinal(args.out, args.num_pairs, args.seed, image_size=args.image_size, views=args.views,
+                                    split_fractions=tuple(args.split_fractions))
+        print(f"{args.num_pairs} prior/current pairs -> {out}")
+        return 0
     from xrg.data.synthetic import generate_benchmark, render_for_annotation  # keep `--help` instant
 
     options = {"seed": args.seed, "image_size": args.image_size, "views": args.views, "workers": args.workers,

@@ -43,6 +43,10 @@ class ReportDataModule(L.LightningDataModule):
 
     Give either `annotation_path` (+ `image_dir`, default: the annotation's folder + "/images")
     or `synthetic` to use the embedded benchmark.
+
+    Every batch carries each study's `indications` and `prior_reports` (empty strings where the
+    annotation has none); `prior_views` > 0 also loads up to that many views of each study's prior
+    study as `prior_images` / `prior_view_mask` (for the `PriorStudy` guide).
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class ReportDataModule(L.LightningDataModule):
         on_bad_study: BadStudyPolicy = "raise",
         predict_split: Literal["train", "val", "test"] = "test",
         image_window: tuple[float, float] | None = None,
+        prior_views: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -108,7 +113,7 @@ class ReportDataModule(L.LightningDataModule):
             )
             self.datasets[split] = ReportDataset(
                 annotation[split], image_dir, transform, self.cleaner, labels, hp.max_views, hp.on_bad_study,
-                hp.image_window,
+                hp.image_window, hp.prior_views,
             )
         if not self.datasets["train"].studies and stage in (None, "fit"):
             raise DataError(f"{self.annotation_path}: the train split has no usable studies")

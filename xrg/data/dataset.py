@@ -29,11 +29,11 @@ def resolve_image(image_dir: Path, relative: str, study_id: str) -> Path:
     return path
 
 
-def check_study(study: Study, image_dir: Path, cleaned_report: str) -> None:
+def check_study(study: Study, image_dir: Path, cleaned_report: str, with_prior: bool = False) -> None:
     """Cheap checks done once at setup, so a bad study fails before hours of training."""
     if not cleaned_report.strip(" ."):
         raise DataError(f"study {study.id!r} ({study.split}): the report is empty")
-    for relative in study.image_paths:
+    for relative in study.image_paths + (study.prior.image_paths if with_prior and study.prior else ()):
         path = resolve_image(image_dir, relative, study.id)
         if not path.is_file():
             raise DataError(f"study {study.id!r}: image file {path} does not exist")
@@ -48,7 +48,9 @@ def load_image(path: Path, study_id: str, window: tuple[float, float] | None = N
 
 
 class ReportDataset(Dataset):
-    """Items: {"id", "images" [V, C, H, W], "report", "labels" [14] (NaN = blank) if known}."""
+    """Items: {"id", "images" [V, C, H, W], "report", "labels" [14] (NaN = blank) if known,
+    "indication", "prior_report" ("" when the annotation has none), and with `prior_views` > 0
+    "prior_images" [P, C, H, W] (P = 0 for a study without a prior)}."""
 
     def __init__(
         self,
@@ -60,20 +62,23 @@ class ReportDataset(Dataset):
         max_views: int = 2,
         on_bad_study: BadStudyPolicy = "raise",
         image_window: tuple[float, float] | None = None,
+        prior_views: int = 0,
     ) -> None:
         self.image_dir = Path(image_dir)
         self.image_window = image_window
         self.transform = transform
         self.max_views = max_views
+        self.prior_views = prior_views
         self.on_bad_study = on_bad_study
         self.labels = labels
         self.studies: list[Study] = []
         self.reports: list[str] = []
+        self.prior_reports: list[str] = []
         self.skipped: list[str] = []
         for study in studies:
             report = cleaner(study.report)
             try:
-                check_study(study, self.image_dir, report)
+                check_study(study, self.image_dir, report, with_prior=prior_views > 0)
                 if labels is not None and study.id not in labels:
                     raise DataError(f"study {study.id!r}: no labels for it in the labels file")
             except DataError as err:
@@ -83,50 +88,66 @@ class ReportDataset(Dataset):
                 continue
             self.studies.append(study)
             self.reports.append(report)
+            self.prior_reports.append(cleaner(study.prior.report) if study.prior else "")
         if self.skipped:
             log.warning("skipped %d bad studies of %d; first: %s", len(self.skipped), len(studies), self.skipped[0])
 
     def __len__(self) -> int:
         return len(self.studies)
 
+    def _views(self, study: Study, paths: tuple[str, ...]) -> torch.Tensor:
+        return torch.stack([self.transform(load_image(resolve_image(self.image_dir, p, study.id), study.id,
+                                                      self.image_window)) for p in paths])
+
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         study = self.studies[index]
         try:
-            views = [
-                self.transform(load_image(resolve_image(self.image_dir, p, study.id), study.id, self.image_window))
-                for p in study.image_paths[: self.max_views]
-            ]
+            images = self._views(study, study.image_paths[: self.max_views])
+            item = {"id": study.id, "images": images, "report": self.reports[index],
+                    "indication": study.indication, "prior_report": self.prior_reports[index]}
+            if self.prior_views > 0:  # a study without a prior gets no views (masked out in the batch)
+                prior = study.prior.image_paths[: self.prior_views] if study.prior else ()
+                item["prior_images"] = self._views(study, prior) if prior else images[:0]
         except DataError as err:
             if self.on_bad_study == "raise":
                 raise
             # An image that exists but cannot be decoded is only found here; collate drops it.
             log.warning("skipping: %s", err)
             return None
-        item = {"id": study.id, "images": torch.stack(views), "report": self.reports[index]}
         if self.labels is not None:
             item["labels"] = torch.tensor(self.labels[study.id], dtype=torch.float32)
         return item
 
 
+def pad_views(stacks: list[torch.Tensor], shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
+    """[V_i, C, H, W] per study -> images [B, V, C, H, W] (V = the most views, at least 1), view_mask [B, V]."""
+    max_views = max(1, *(stack.shape[0] for stack in stacks))
+    images = torch.zeros(len(stacks), max_views, *shape)
+    view_mask = torch.zeros(len(stacks), max_views, dtype=torch.bool)
+    for i, stack in enumerate(stacks):
+        images[i, : stack.shape[0]] = stack
+        view_mask[i, : stack.shape[0]] = True
+    return images, view_mask
+
+
 def collate_studies(items: list[dict[str, Any] | None]) -> dict[str, Any]:
-    """Pads the view axis to the batch's largest study and marks real views in `view_mask`."""
+    """Pads the view axis to the batch's largest study and marks real views in `view_mask`
+    (likewise `prior_images` / `prior_view_mask` when the items carry prior studies)."""
     items = [item for item in items if item is not None]
     if not items:
         return {}
-    max_views = max(item["images"].shape[0] for item in items)
     shape = items[0]["images"].shape[1:]
-    images = torch.zeros(len(items), max_views, *shape)
-    view_mask = torch.zeros(len(items), max_views, dtype=torch.bool)
-    for i, item in enumerate(items):
-        n = item["images"].shape[0]
-        images[i, :n] = item["images"]
-        view_mask[i, :n] = True
+    images, view_mask = pad_views([item["images"] for item in items], shape)
     batch = {
         "ids": [item["id"] for item in items],
         "images": images,
         "view_mask": view_mask,
         "reports": [item["report"] for item in items],
+        "indications": [item.get("indication", "") for item in items],
+        "prior_reports": [item.get("prior_report", "") for item in items],
     }
+    if "prior_images" in items[0]:
+        batch["prior_images"], batch["prior_view_mask"] = pad_views([item["prior_images"] for item in items], shape)
     if "labels" in items[0]:
         batch["labels"] = torch.stack([item["labels"] for item in items])
     return batch

@@ -108,13 +108,18 @@ class ReportGeneration(XrgTask):
         return blocks
 
     # --- the forward pass -----------------------------------------------------------------
+    def see(self, images: torch.Tensor, view_mask: torch.Tensor | None) -> tuple[Features, Features]:
+        """(image encoder features, aligned memory) of views; also serves a prior study's views."""
+        visual = self.image_encoder(images, view_mask)
+        return visual, self.aligner(visual) if self.aligner is not None else visual
+
     def encode(self, batch: dict[str, Any], with_loss: bool = True, until: str | None = None) -> Encoded:
         """Image encoder, aligner, then each guide in order (stopping before guide `until`)."""
-        visual = self.image_encoder(batch["images"], batch.get("view_mask"))
-        memory = self.aligner(visual) if self.aligner is not None else visual
+        visual, memory = self.see(batch["images"], batch.get("view_mask"))
         if not self.visual_tokens:
             memory = Features(memory.tokens[:, :0], memory.pooled, None if memory.mask is None else memory.mask[:, :0])
-        encoded = Encoded(batch, visual, memory, with_loss=with_loss, training=self.training)
+        encoded = Encoded(batch, visual, memory, with_loss=with_loss, training=self.training,
+                          encode_views=lambda images, view_mask: self.see(images, view_mask)[1])
         for name, guide in self.guides.items():
             if name == until:
                 break
@@ -134,7 +139,7 @@ class ReportGeneration(XrgTask):
 
     def prompt_fields(self, encoded: Encoded, i: int) -> dict[str, Any]:
         # Fields no guide writes read as empty ("None"), so a template runs with its guides removed.
-        return {"findings": [], "concepts": [], "retrieved": [], **encoded.fields(i)}
+        return {"findings": [], "concepts": [], "retrieved": [], "indication": "", "prior_report": "", **encoded.fields(i)}
 
     def step_loss(self, encoded: Encoded) -> torch.Tensor:
         """The decoder's token NLL plus every guide's auxiliary loss (each logged by name)."""

@@ -9,6 +9,7 @@ loss, an embedding of the study in the guide's own space, and per-study explanat
     TRRG       DiseaseClues         perception -> clue injector -> clue interaction (+ consistency)
     RadAlign   RecognisedConcepts   concept aligner -> "concepts" field (+ optional concept tokens)
     RadAlign   RetrievedReports     retriever over training reports -> "retrieved" field
+    (context)  PriorStudy           indication + prior report fields, prior study's views as tokens
 
 Widths are bound by the task (`bind`), as every block's are: a guide learns the width of the
 image encoder's features and of the memory before it, and says the memory width after it.
@@ -17,7 +18,7 @@ image encoder's features and of the memory before it, and says the memory width 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -52,6 +53,8 @@ class Encoded:
     guidance: dict[str, Guidance] = field(default_factory=dict)
     with_loss: bool = True  # False when only generating: guides skip their auxiliary losses
     training: bool = False  # the task is training (a frozen guide is always in eval mode itself)
+    # the task's images -> memory path (image encoder, aligner) for other images, e.g. a prior study's
+    encode_views: Callable[[torch.Tensor, torch.Tensor | None], Features] | None = None
 
     @property
     def size(self) -> int:
