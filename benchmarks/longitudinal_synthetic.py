@@ -36,11 +36,11 @@ def recipe_without_prior(out: Path) -> Path:
     return out
 
 
-def course_scores(checkpoint: Path, data: Path, prior_views: int, batch_size: int = 32) -> dict:
+def course_scores(checkpoint: Path, data: Path, prior_views: int, crop: int, batch_size: int = 32) -> dict:
     """Share of (test study, tracked finding) whose course the generated report states right, overall and per course."""
     model = xrg.load(checkpoint).eval()
     dm = ReportDataModule(annotation_path=str(data / "annotation.json"), prior_views=prior_views, max_views=2,
-                          image_size=112, resize=128, eval_batch_size=batch_size)
+                          image_size=crop, resize=crop + crop // 8, eval_batch_size=batch_size)
     dm.setup("test")
     truth = json.loads((data / "courses.json").read_text())
     right, total = Counter(), Counter()
@@ -66,10 +66,11 @@ def run(a) -> dict:
         run_dir = work / name.replace(" ", "_")
         overrides = [f"--data.init_args.annotation_path={data / 'annotation.json'}",
                      f"--data.init_args.labels_path={data / 'labels.json'}", f"--trainer.max_epochs={a.epochs}",
-                     f"--trainer.default_root_dir={run_dir}", "--trainer.enable_progress_bar=false"]
+                     f"--trainer.default_root_dir={run_dir}", "--trainer.enable_progress_bar=false",
+                     f"--data.init_args.image_size={a.crop}", f"--data.init_args.resize={a.crop + a.crop // 8}"]
         _, cost = measured(main, ["fit", "--config", str(recipe), *overrides])
         checkpoint = best_checkpoint(run_dir)
-        results[name] = {"fit": cost, "checkpoint": str(checkpoint), **course_scores(checkpoint, data, prior_views)}
+        results[name] = {"fit": cost, "checkpoint": str(checkpoint), **course_scores(checkpoint, data, prior_views, a.crop)}
         results.save()
     return results
 
@@ -87,6 +88,7 @@ if __name__ == "__main__":
     parser.add_argument("--data", default="data_cache/longitudinal")
     parser.add_argument("--pairs", type=int, default=1000)
     parser.add_argument("--image-size", type=int, default=128, help="pixels of the generated pairs")
+    parser.add_argument("--crop", type=int, default=112, help="crop fed to the models")
     parser.add_argument("--epochs", type=int, default=16)
     parser.add_argument("--workdir", default="runs/longitudinal_benchmark")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "longitudinal_synthetic.json"))
