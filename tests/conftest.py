@@ -25,8 +25,12 @@ _SENTENCES = {
 }
 
 
-def write_tiny_dataset(root: Path, studies_per_split=(8, 4, 4), views: int = 2, size: int = 48) -> Path:
-    """Studies whose image brightness follows cardiomegaly, with matching reports and labels."""
+def write_tiny_dataset(root: Path, studies_per_split=(8, 4, 4), views: int = 2, size: int = 48,
+                       visible: tuple[str, ...] = ("Cardiomegaly",)) -> Path:
+    """Studies whose image brightness follows cardiomegaly, with matching reports and labels.
+
+    With several `visible` findings the image is cut into that many horizontal bands, band k
+    bright when finding k is present, so the image shows every visible finding."""
     rng = random.Random(0)
     annotation, labels = {}, {}
     index = 0
@@ -39,7 +43,9 @@ def write_tiny_dataset(root: Path, studies_per_split=(8, 4, 4), views: int = 2, 
             report = " ".join(_SENTENCES[name][0 if on else 1] for name, on in present.items())
             paths = []
             for view in range(views):
-                pixels = np.full((size, size), 200 if present["Cardiomegaly"] else 60, dtype=np.uint8)
+                pixels = np.zeros((size, size), dtype=np.uint8)
+                for band, rows in zip(visible, np.array_split(np.arange(size), len(visible))):
+                    pixels[rows] = 200 if present[band] else 60
                 path = root / "images" / study_id / f"{view}.png"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(pixels, mode="L").save(path)

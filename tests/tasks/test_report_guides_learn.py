@@ -1,5 +1,5 @@
 """The one report task learns with each guide: validation loss falls below half its start, the
-reports follow the image, and the logged test metrics equal `xrg evaluate` on the written predictions.
+reports follow the image, and the logged validation and test metrics equal `xrg evaluate` on the written predictions.
 
 Fixture: tiny studies whose image brightness shows cardiomegaly and whose reports state three
 findings (`conftest.write_tiny_dataset`); only cardiomegaly is visible, so a model that reads the
@@ -37,9 +37,10 @@ def data_root(tmp_path_factory):
     return write_tiny_dataset(tmp_path_factory.mktemp("tiny"), studies_per_split=(24, 8, 8), views=1, size=32)
 
 
-def datamodule(root) -> ReportDataModule:
+def datamodule(root, predict_split: str = "test") -> ReportDataModule:
     return ReportDataModule(annotation_path=str(root / "annotation.json"), labels_path=str(root / "labels.json"),
-                            max_views=1, image_size=32, resize=32, batch_size=8, cleaning="none")
+                            max_views=1, image_size=32, resize=32, batch_size=8, cleaning="none",
+                            predict_split=predict_split)
 
 
 def transformer() -> TransformerDecoder:
@@ -139,7 +140,7 @@ def test_labels_in_training_reach_the_prompt_though_the_guide_is_frozen():
     assert predicted == [n.lower() for n in guide.head.predicted_names(guide.head(task.encode(batch).visual).sigmoid())[0]]
 
 
-def test_logged_test_metrics_equal_evaluate_on_the_written_predictions(data_root, tmp_path):
+def test_logged_val_and_test_metrics_equal_evaluate_on_the_written_predictions(data_root, tmp_path):
     from xrg.callbacks import JsonlPredictionWriter
     from xrg.metrics.evaluate import main as evaluate
 
@@ -147,15 +148,19 @@ def test_logged_test_metrics_equal_evaluate_on_the_written_predictions(data_root
     task = ReportGeneration(encoder(), transformer(), optimizer=lambda p: torch.optim.AdamW(p, lr=3e-3), meteor=False,
                             generate_in_validation=False)
     trainer, _ = fit(task, data_root, tmp_path, epochs=8)
-    logged = trainer.test(task, datamodule=datamodule(data_root), verbose=False)[0]
-    predictions = tmp_path / "predictions.jsonl"
-    writer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[JsonlPredictionWriter(str(predictions))])
-    writer.predict(task, datamodule=datamodule(data_root), return_predictions=False)
-    assert evaluate(["--predictions", str(predictions), "--output", str(tmp_path / "scores.json"), "--no-meteor"]) in (0, None)
-    scores = json.loads((tmp_path / "scores.json").read_text())
-    flat = scores.get("metrics", scores)
-    for key in ("nlg/bleu_4", "nlg/cider", "ce/chexpert-rules/micro14/f1"):
-        assert logged[f"test/{key}"] == pytest.approx(flat[key], abs=1e-6), key
+    task.generate_in_validation = True
+    for split, run in (("val", trainer.validate), ("test", trainer.test)):
+        logged = run(task, datamodule=datamodule(data_root), verbose=False)[0]
+        predictions = tmp_path / f"{split}.jsonl"
+        writer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
+                           callbacks=[JsonlPredictionWriter(str(predictions))])
+        writer.predict(task, datamodule=datamodule(data_root, predict_split=split), return_predictions=False)
+        scores_path = tmp_path / f"{split}_scores.json"
+        assert evaluate(["--predictions", str(predictions), "--output", str(scores_path), "--no-meteor"]) in (0, None)
+        scores = json.loads(scores_path.read_text())
+        flat = scores.get("metrics", scores)
+        for key in ("nlg/bleu_4", "nlg/cider", "ce/chexpert-rules/micro14/f1"):
+            assert logged[f"{split}/{key}"] == pytest.approx(flat[key], abs=1e-6), f"{split}/{key}"
 
 
 def test_instruction_tuning_learns_dialogs(data_root, tmp_path):
