@@ -22,35 +22,52 @@ def _gap(most: int) -> str:
     return rf"(?: \w+){{0,{most}}}? "
 
 
-def either_order(subject: str, qualifier: str, after: int = 4, before: int = 3) -> str:
-    """'heart ... enlarged' (qualifier after the subject) or 'enlarged ... heart'."""
-    return rf"(?:\b(?:{subject}){_gap(after)}(?:{qualifier})\b|\b(?:{qualifier}){_gap(before)}(?:{subject})\b)"
+def _gap_before(most: int) -> str:
+    """Like `_gap`, but a new clause about the subject ("..., stable mediastinal contours") ends it."""
+    return rf"(?: (?!stable\b|unchanged\b)\w+){{0,{most}}}? "
+
+
+def either_order(subject: str, qualifier: str, after: int = 4, before: int = 3, qualifier_before: str | None = None) -> str:
+    """'heart ... enlarged' (qualifier after the subject) or 'enlarged ... heart'.
+
+    `qualifier_before` is the attributive form when it differs: "within normal limits" follows
+    its subject and never precedes it ("heart size within normal limits, stable mediastinum")."""
+    before_form = qualifier if qualifier_before is None else qualifier_before
+    return (rf"(?:\b(?:{subject}){_gap(after)}(?:{qualifier})\b"
+            rf"|\b(?:{before_form}){_gap_before(before)}(?:{subject})\b)")
 
 
 # ---- qualifiers shared by the structure-style observations ------------------------------------
-NORMAL = r"normal|within normal limits|unremarkable|not enlarged|not widened"
+NORMAL = r"normal|within (?:normal limits|(?:the )?limits of normal)|unremarkable|not enlarged|not widened"
+NORMAL_BEFORE = r"normal(?! limits)|unremarkable"
+# A normal qualifier may close a list of structures: "heart size, mediastinal contour, and
+# pulmonary vascularity are within normal limits" (8 words after "heart size").
+NORMAL_REACH = 8
 BORDERLINE = (
     r"borderline(?: enlarged| enlargement| large| size)?|(?:at )?(?:the )?upper (?:limits? |range )?(?:of )?normal"
     r"|tops? (?:of )?normal|high normal|upper normal|mildly prominent|prominen\w*"
 )
 ENLARGED = r"enlarge\w*|large|increased in size|globular"
 WIDENED = r"widen\w*|enlarge\w*|large"
+ENLARGED_BEFORE = r"enlarged|large|globular|widened"
 
 HEART = r"heart(?: size)?|cardiac(?: silhouette| size| shadow| contours?)?"
 MEDIASTINUM = (
     r"cardio ?mediastin\w*(?: silhouette| contours?| shadow| width)?"
-    r"|(?:superior )?mediastin(?:um|al)(?: silhouette| contours?| width| shadow| configuration)?"
+    r"|(?:superior )?mediastinum"
+    # the adjective names the structure only with its noun: not "mediastinal granulomas / clips"
+    r"|(?:superior )?mediastinal(?: and hilar)? (?:silhouettes?|contours?|width|shadow|configuration)"
 )
 LUNGS = r"lungs?|lung fields?|lung parenchyma"
-ANGLES = r"costophrenic (?:angles?|sulci|recess\w*)|pleural spaces?"
+ANGLES = r"costophrenic(?: \w+)?|pleural spaces?"  # "costophrenic XXXX are sharp": IU redacts words
 
 def structure_mentions(direct: str, subject: str, abnormal: str) -> list[tuple[str, str]]:
     """A structure that is enlarged (finding), borderline (-1) or normal (0), plus direct terms."""
     return [
         (direct, "finding"),
         (either_order(subject, BORDERLINE), "borderline"),
-        (either_order(subject, abnormal), "finding"),
-        (either_order(subject, NORMAL), "normal"),
+        (either_order(subject, abnormal, qualifier_before=ENLARGED_BEFORE), "finding"),
+        (either_order(subject, NORMAL, after=NORMAL_REACH, qualifier_before=NORMAL_BEFORE), "normal"),
     ]
 
 
@@ -62,33 +79,35 @@ MENTIONS: dict[str, list[tuple[str, str]]] = {
         r"|\bcardiomediastinal enlargement\b", MEDIASTINUM, WIDENED),
     "Cardiomegaly": structure_mentions(
         r"\bcardiomegaly\b|\bcardiac enlargement\b|\benlarge\w* (?:of )?(?:the )?(?:heart|cardiac silhouette)\b"
-        r"|\b(?:large|enlarged) heart\b", HEART, ENLARGED),
+        r"|\b(?:large|enlarged) heart\b|\b(?:left|right) (?:atri\w*|ventric\w*) (?:enlargement|dilat\w*)\b"
+        r"|\benlarged (?:left|right) (?:atrium|ventricle)\b", HEART, ENLARGED),
     "Lung Lesion": [
         (r"\bnodul(?:e|es|ar|arity)\b|\bmass(?:es)?\b|\blesions?\b|\btumou?rs?\b|\bneoplasm\w*\b|\bcarcinoma\b"
-         r"|\bmalignan\w*|\b(?:lung|pulmonary) metasta\w*|\blump\b|\bcavitary lesion\b", "finding"),
+         r"|\bmalignan\w*|\b(?:lung|pulmonary) metasta\w*|\blump\b|\bcavitary lesion\b|\bcavit(?:y|ies)\b", "finding"),
     ],
     "Lung Opacity": [
         (r"\bopaci\w*|\binfiltrat\w*|\bair ?space (?:disease|opacit\w*|process|filling)\b"
          r"|\binterstitial (?:markings?|pattern|opacit\w*|prominence|thickening|disease|changes?|lung disease|process)\b"
          r"|\breticula\w*|\bscar\w*|\bfibros\w*|\bfibrotic\b|\bdensit(?:y|ies)\b|\bground ?glass\b|\bhaz(?:e|y|iness)\b"
          r"|\bperibronchial (?:thickening|cuffing)\b|\bbronchial wall thickening\b|\bdecreased translucency\b"
-         r"|\b(?:increased|prominent|coarse\w*) (?:\w+ ){0,2}markings\b",
+         r"|\b(?:increased|prominent|coarse\w*|increase in) (?:\w+ ){0,2}markings\b",
          "finding"),
         (either_order(LUNGS, r"clear"), "normal"),
     ],
     "Edema": [
-        (r"\bedema\w*|\b(?:vascular|pulmonary|venous) congestion\b|\bcongestive\b|\bheart failure\b|\bchf\b"
+        (r"\bedema\w*|\bcongestion\b|\bcongestive\b|\bheart failure\b|\bchf\b|\bvenous hypertension\b"
          r"|\bvascular (?:prominence|indistinctness)\b|\bindistinct (?:pulmonary )?vascula\w*", "finding"),
+        (either_order(r"vascular(?:ity|ature|aturity)", r"prominen\w*|increased|congested", before=2), "finding"),
     ],
     "Consolidation": [(r"\bconsolidat\w*", "finding")],
     "Pneumonia": [
         (r"\b(?:broncho)?pneumonias?\b|\bpneumonitis\b|\binfection\w*|\binfectious\b", "finding"),
     ],
     "Atelectasis": [
-        (r"\batelecta\w*|\b(?:lobar|lobe|lung|segmental) collapse\b|\bcollapsed? (?:of )?(?:the )?(?:\w+ ){0,3}(?:lobe|lung)\b",
+        (r"\batelecta\w*|\b(?:lobar|lobe|lung|segmental) collapse\b|\bcollapsed? (?:of )?(?:the )?(?:\w+ ){0,4}(?:lobes?|lungs?)\b",
          "finding"),
     ],
-    "Pneumothorax": [(r"\b(?:hydro)?pneumothora\w*|\bptx\b", "finding")],
+    "Pneumothorax": [(r"\b(?:hydro)?pneumothora\w*|\bptx\b|\bpleural air\b", "finding")],
     "Pleural Effusion": [
         (r"\beffusions?\b|\bpleural fluid\b|\bhydro(?:pneumo)?thorax\b|\bfluid (?:in|within) the (?:\w+ )?(?:fissure|pleural space)\b",
          "finding"),
@@ -104,20 +123,32 @@ MENTIONS: dict[str, list[tuple[str, str]]] = {
          r"|\b(?:chest|infusion|venous|power) port\b|\btubes?\b|\b(?:central|venous|arterial|picc|jugular|subclavian|ij) lines?\b"
          r"|\blines\b|\bstents?\b|\bcoils?\b|\bvalve (?:replacement|prosthesis)\b|\bprosthetic (?:\w+ )?valve\b"
          r"|\bhardware\b|\bscrews?\b|\bplates?\b|\barthroplast\w*|\bshunt\b|\bloop recorder\b|\bdevices?\b|\bdrains?\b"
-         r"|\bcannula\b|\bswan ganz\b|\bballoon pump\b|\blvad\b|\bleads\b|\belectrodes?\b|\bsternal wires\b",
+         r"|\bcannula\b|\bswan ganz\b|\bballoon pump\b|\blvad\b|\bleads\b|\belectrodes?\b|\bsternal wires\b"
+         r"|\btracheostomy\b|\banchors?\b|\bimplantable\b"
+         # a device named by a redacted word ("left XXXX with tip at the cavoatrial junction")
+         r"|\btip\b|\b(?:cavo|caval) ?atrial junction\b",
          "finding"),
     ],
 }
+
+# An opacity the report explains by something outside the lung ("density compatible with a hiatal
+# hernia", "opacity related to superimposed soft tissues") is not a lung opacity.
+EXPLAINED_BY = r"compatible (?:with )?|consistent with |related to |due to |reflect\w* |represent\w* "
+OUTSIDE_THE_LUNG = r"hernia|soft tissues?|breast|nipples?|fat|overlap\w*|superimpos\w*|scapula\w*|ribs?|bon(?:e|y)|osseous"
 
 # Phrases that contain a mention word but are not that observation (a device position,
 # a different effusion). A mention overlapping one of these is dropped.
 UNMENTIONS: dict[str, str] = {
     "Cardiomegaly": r"\b(?:over|overlying|projects? over|projecting over) (?:the )?(?:heart|cardiac)\b|\bcardiac (?:pacemaker|pacer|device|leads?|monitor|surgery|valve)\w*",
-    "Lung Lesion": r"\bmass effect\b|\b(?:bone|bony|osseous|lytic|sclerotic|blastic|skin) lesions?\b|\bbreast mass\w*",
-    "Lung Opacity": r"\bpleural (?:\w+ )?(?:scar\w*|fibrosis)\b|\bpleuro ?parenchymal scar\w*|\b(?:bone|bony|osseous|breast|mineral) densit\w*|\bdensit\w* of the (?:bones?|breasts?)\b",
+    "Lung Lesion": r"\bnodular (?:prominence|fullness)\b|\bmass effect\b|\b(?:bone|bony|osseous|lytic|sclerotic|blastic|skin) lesions?\b|\bbreast mass\w*",
+    "Lung Opacity": rf"\b(?:opacit|densit)\w* (?:\w+ ){{0,8}}(?:{EXPLAINED_BY})(?:\w+ ){{0,3}}(?:{OUTSIDE_THE_LUNG})\b"
+                    r"|\bdensit\w* (?:\w+ ){0,2}foreign bod(?:y|ies)\b|\bpleural (?:\w+ )?(?:scar\w*|fibrosis)\b|\bpleuro ?parenchymal scar\w*"
+                    r"|\b(?:bone|bony|osseous|breast|mineral) densit\w*|\bdensit\w* of the (?:bones?|breasts?)\b",
     "Edema": r"\b(?:soft tissue|subcutaneous) edema\b",
+    "Pneumonia": r"\b(?:old|prior|previous|remote|healed|granulomatous) (?:\w+ )?infection\w*",
     "Pleural Effusion": r"\bpericardial effusions?\b|\b(?:joint|knee|elbow|shoulder) effusions?\b",
-    "Support Devices": r"\b(?:kerley|septal|b) lines\b|\bfissure lines\b|\bendplates?\b|\bplate ?like\b|\bdevices? (?:is|are) not\b",
+    "Support Devices": r"\b(?:scapular?|rib|clavicular|apical|lung) tips?\b|\btips? of the (?:scapula|ribs?|clavicle|lungs?)\b"
+                       r"|\b(?:kerley|septal|b) lines\b|\bfissure lines\b|\bendplates?\b|\bplate ?like\b|\bdevices? (?:is|are) not\b",
 }
 
 # Other abnormalities: not among the 14, but their presence (positive or uncertain) means
@@ -131,6 +162,7 @@ OTHER_ABNORMALITIES = (
     r"|\bhemorrhage\b|\bhematoma\b|\bbronchiectasis\b|\bbronchitis\b|\basthma\b|\b(?:lymph)?adenopathy\b"
     r"|\bvolume loss\b|\bprominen\w*|\bcysts?\b|\bcavitation\b|\bhypertension\b|\bbronchospasm\b"
     r"|\bairways? disease\b|\bbullets?\b|\bflatten\w*|\bspurr?ing\b|\bunfold\w*|\bdeviat\w*|\bsclero(?:sis|tic)\b|\blytic\b|\bwedging\b|\bcompression\b"
+    r"|\blucenc\w*|\binjur\w*"
 )
 
 # ---- triggers ---------------------------------------------------------------------------------
@@ -138,7 +170,7 @@ OTHER_ABNORMALITIES = (
 # "cannot be excluded" never reads as a negation. CheXpert also treats "no new X" as uncertain.
 HEDGED_NEGATION = (
     r"\b(?:can ?not|cant|could not|couldnt|not) (?:be )?(?:been )?(?:entirely |completely |totally |definitely |fully )?"
-    r"(?:exclude[ds]?|ruled? out)\b|\b(?:difficult|impossible|hard) to (?:exclude|rule out)\b|\bno new\b|\bnot excluded\b"
+    r"(?:exclude[ds]?|ruled? out)\b|\bnot well (?:seen|demonstrated|visuali[sz]ed|evaluated|assessed)\b|\b(?:difficult|impossible|hard) to (?:exclude|rule out)\b|\bno new\b|\bnot excluded\b"
 )
 # Look like negation, are not: "no change in the effusion" keeps the effusion.
 NOT_A_NEGATION = (
@@ -155,8 +187,8 @@ NEGATION_AFTER = (
     r"(?:not\b|absent\b|(?:has |have )?resolved\b|resolving\b|no longer\b|removed\b|cleared\b|gone\b|negative\b)"
 )
 UNCERTAIN_BEFORE = (
-    r"\b(?:possibl\w*|probabl\w*|likely|may|might|could|questionabl\w*|question of|questioned|suspect\w*|suspicio\w*"
-    r"|concern\w*|worrisome|suggest\w*|borderline|equivocal|indeterminate|versus|vs|differential|consider\w*"
+    r"\b(?:possibl\w*|probabl\w*|likely|may|might|could|questionabl\w*|question(?: of)?|questioned|suspect\w*|suspicio\w*"
+    r"|concern\w*|worrisome|suggest\w*|borderline|equivocal|indeterminate|versus|vs|differential|consider\w*|for evaluation (?:of|for)"
     r"|presum\w*|favou?r\w*|potential\w*|perhaps|maybe|uncertain|unclear|evaluate for|assess for|rule out|query"
     r"|cannot|cant|or|andor|and or)\b"
 )
@@ -174,7 +206,7 @@ SCOPE_END = (
     r"|and (?:there|the|a|an|mild|mildly|moderate|moderately|severe|marked|small|large|minimal|trace|new|stable|persistent|chronic|old|left|right|bilateral))\b"
 )
 # After a mention, a reporting verb closes its clause: "opacity noted, not visualized on prior".
-SCOPE_END_AFTER = rf"{SCOPE_END}|\b(?:noted|seen|identified|demonstrated|present|visualized)\b"
+SCOPE_END_AFTER = rf"{SCOPE_END}|\b(?<!well )(?:noted|seen|identified|demonstrated|present|visualized)\b"
 NEGATION_REACH, UNCERTAINTY_REACH = 12, 6  # words between a trigger and the mention it governs
 
 # Mentions that also add an uncertain Cardiomegaly (CheXpert's heart-failure exception).
