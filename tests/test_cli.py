@@ -114,3 +114,10 @@ def test_training_lowers_the_loss(trained):
     column = header.index("val/loss")
     values = [float(line.split(",")[column]) for line in metrics[1:] if line.split(",")[column]]
     assert len(values) == 2 and values[-1] < values[0]
+
+
+def test_tensorboard_logs_beside_csv(trained):
+    root, _, _ = trained
+    csv = next((root / "run").rglob("metrics.csv"))
+    events = list(csv.parent.glob("events.out.tfevents.*"))  # one version folder holds both
+    assert events and events[0].stat().st_size > 0

@@ -34,7 +34,10 @@ class JsonlPredictionWriter(BasePredictionWriter):
         self.written = 0
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
-        for row in prediction:
+        paths = batch.get("paths") if isinstance(batch, dict) else None
+        for i, row in enumerate(prediction):
+            if paths is not None:  # studies from your own images: say which files made each row
+                row.setdefault("images", paths[i])
             self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
         self._file.flush()
         self.written += len(prediction)
@@ -79,3 +82,43 @@ class ShowSamples(L.Callback):
         pl_module.train(was_training)
         for row in rows:
             print(f"\n[{row['id']}]\n  generated: {row['generated']}\n  reference: {row.get('reference', '')}")
+
+
+class WriteHeatmaps(L.Callback):
+    """`xrg predict --explain DIR`: per study, a Grad-CAM overlay for each finding found present,
+    `DIR/<study id>/<finding>_view<k>.png`; each prediction row gains `heatmaps` {finding: [files]}.
+    Runs before the JSONL writer, so the rows it writes name the pictures."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = Path(out_dir)
+        self.written = 0
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        from xrg.inference import describe
+
+        views = None
+        if "paths" in batch:  # your own images: draw on the files at their own resolution
+            preparation = trainer.datamodule.preparation
+            views = [[preparation.read(p, study) for p in paths] for study, paths in zip(batch["ids"], batch["paths"])]
+        for row, report in zip(outputs, describe(pl_module, batch, outputs, explain=True, views=views)):
+            row["heatmaps"] = {}
+            for finding, maps in report.heatmaps.items():
+                files = []
+                for view in range(len(maps)):
+                    path = self.out_dir / _safe_name(report.id) / f"{_safe_name(finding)}_view{view}.png"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    partial = path.with_name(path.name + ".partial")
+                    report.overlay(finding, view).save(partial, format="PNG")
+                    partial.replace(path)  # a reader never sees half a picture
+                    files.append(str(path))
+                    self.written += 1
+                row["heatmaps"][finding] = files
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        print(f"wrote {self.written} heatmaps to {self.out_dir}")
+
+
+def _safe_name(name: str) -> str:
+    """A file name from a study id or finding ("Enlarged Cardiomediastinum" -> "Enlarged_Cardiomediastinum")."""
+    cleaned = "".join(c if c.isalnum() or c in "-." else "_" for c in name).strip("._")
+    return cleaned or "study"

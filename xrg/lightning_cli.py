@@ -3,6 +3,7 @@ embedded in every checkpoint, and `predict` writing JSONL."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import lightning as L
@@ -11,7 +12,7 @@ import yaml
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 import xrg.blocks  # noqa: F401  every block kind, so recipes name blocks by short class name
-from xrg.callbacks import EmbedConfig, JsonlPredictionWriter
+from xrg.callbacks import EmbedConfig, JsonlPredictionWriter, WriteHeatmaps
 from xrg.data import ReportDataModule
 from xrg.tasks import XrgTask
 
@@ -30,6 +31,21 @@ class XrgCLI(LightningCLI):
             type=str | None,
             default=None,
             help="predict: JSONL output path (default: <log dir>/predictions.jsonl)",
+        )
+        parser.add_argument(
+            "--images",
+            nargs="+",
+            type=str,
+            default=None,
+            help="predict: your own images instead of the data set, with --ckpt_path: image files (one study "
+            "of several views) or folders (a study per sub-folder, or per image file); PNG, JPEG, TIFF or DICOM",
+        )
+        parser.add_argument(
+            "--explain",
+            type=str | None,
+            default=None,
+            help="predict: write a Grad-CAM overlay per finding found present into this folder "
+            "(models with a findings / concept / perception head)",
         )
 
     def _parse_ckpt_path(self) -> None:
@@ -52,9 +68,31 @@ class XrgCLI(LightningCLI):
                 {subcommand: {"data": {"class_path": class_path, "init_args": data}}}, self.config
             )
 
+    def _images_datamodule(self, section) -> L.LightningDataModule:
+        """`--images`: studies from files or folders, prepared as the checkpoint's data module prepared images."""
+        from xrg.data.studies import ImagePreparation, ImageStudiesDataModule
+
+        ckpt_path = section.get("ckpt_path")
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            raise SystemExit(f"xrg predict: --images needs --ckpt_path of a trained model (got {ckpt_path!r})")
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        data = checkpoint.get("datamodule_hyper_parameters") or {}
+        batch_size = data.get("eval_batch_size") or data.get("batch_size") or 8
+        return ImageStudiesDataModule(section["images"], ImagePreparation.from_checkpoint(checkpoint, ckpt_path), batch_size)
+
+    def instantiate_trainer(self, **kwargs) -> L.Trainer:
+        """Lightning's default logger, made two: CSV (`metrics.csv`) and TensorBoard event files in
+        the same `<root>/lightning_logs/version_N`, so curves are one `tensorboard --logdir runs` away."""
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        if trainer_config.get("logger") in (None, True) and "logger" not in kwargs:
+            kwargs["logger"] = default_loggers(trainer_config.get("default_root_dir") or os.getcwd())
+        return super().instantiate_trainer(**kwargs)
+
     def before_instantiate_classes(self) -> None:
         section = self.config[self.subcommand] if self.subcommand else self.config
-        for key in ("model", "data"):
+        if self.subcommand != "predict" and (section.get("images") or section.get("explain")):
+            raise SystemExit(f"xrg {self.subcommand}: --images and --explain belong to `xrg predict`")
+        for key in ("model",) if section.get("images") else ("model", "data"):
             if section.get(key) is None:
                 raise SystemExit(f"xrg {self.subcommand or ''}: no {key} given; pass --config RECIPE.yaml or --ckpt_path")
         self._config_yaml = self.parser.dump(self.config, skip_none=False)
@@ -67,8 +105,24 @@ class XrgCLI(LightningCLI):
         trainer.callbacks.append(EmbedConfig(yaml.safe_dump(config, sort_keys=False)))
         if self.subcommand == "predict":
             section = self.config[self.subcommand]
+            if section.get("images"):
+                self.datamodule = self._images_datamodule(section)
+            if section.get("explain"):
+                trainer.callbacks.append(WriteHeatmaps(section["explain"]))  # before the writer: rows name the pictures
             path = section.get("predictions") or str(Path(trainer.log_dir or ".") / "predictions.jsonl")
             trainer.callbacks.append(JsonlPredictionWriter(path))
+
+
+def default_loggers(root: str) -> list:
+    """CSV and (when installed) TensorBoard loggers writing into one version folder."""
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    csv = CSVLogger(root)
+    try:
+        import tensorboard  # noqa: F401  a dependency of xrg; a trimmed install may lack it
+    except ImportError:
+        return [csv]
+    return [csv, TensorBoardLogger(root, version=csv.version, default_hp_metric=False)]
 
 
 def run_lightning_cli(args: list[str] | None) -> XrgCLI:

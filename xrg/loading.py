@@ -1,4 +1,5 @@
-"""`xrg.load(checkpoint)`: a trained task back from one checkpoint file, for notebooks.
+"""`xrg.load(checkpoint)`: a trained task back from one checkpoint file, for notebooks:
+`xrg.load("last.ckpt").report(["frontal.png", "lateral.png"], explain=True)` (see `xrg.inference`).
 
 The checkpoint holds the task's config (class paths + init args, as the CLI saved them), the
 weights and, inside the weights, the tokenizer; nothing else is read. Loading never unpickles
@@ -12,6 +13,8 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.cli import instantiate_module
+
+from xrg.data.studies import ImagePreparation
 
 
 def load(checkpoint_path: str | Path, map_location: str | torch.device = "cpu") -> L.LightningModule:
@@ -28,4 +31,6 @@ def load(checkpoint_path: str | Path, map_location: str | torch.device = "cpu") 
         )
     model = instantiate_module(L.LightningModule, hparams)
     model.load_state_dict(checkpoint["state_dict"])
+    # The data module's evaluation transform and pixel window, so `model.report(images)` prepares images as in training.
+    model.preparation = ImagePreparation.from_checkpoint(checkpoint, str(checkpoint_path))
     return model.eval()

@@ -142,14 +142,17 @@ def collate_studies(items: list[dict[str, Any] | None]) -> dict[str, Any]:
         "ids": [item["id"] for item in items],
         "images": images,
         "view_mask": view_mask,
-        "reports": [item["report"] for item in items],
         "indications": [item.get("indication", "") for item in items],
         "prior_reports": [item.get("prior_report", "") for item in items],
     }
+    if "report" in items[0]:  # studies from your own images have none
+        batch["reports"] = [item["report"] for item in items]
     if "prior_images" in items[0]:
         batch["prior_images"], batch["prior_view_mask"] = pad_views([item["prior_images"] for item in items], shape)
     if "labels" in items[0]:
         batch["labels"] = torch.stack([item["labels"] for item in items])
+    if "paths" in items[0]:
+        batch["paths"] = [item["paths"] for item in items]
     return batch
 
 

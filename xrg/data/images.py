@@ -12,6 +12,10 @@ Every image enters xrg through `read_image`, so every file format and pixel mode
   gives one. Converting them the way PIL does clips every value above 255 to white, which turns a
   16-bit radiograph into two grey levels.
 - The EXIF orientation is applied, so a photographed film stands the way the camera saw it.
+- DICOM (`.dcm`, or any file with the DICOM preamble) is read with pydicom: the modality LUT
+  (rescale slope / intercept) is applied and MONOCHROME1 inverted so dense tissue is bright, then
+  the values are windowed like a 16-bit image. A compressed transfer syntax that cannot be decoded
+  here is refused with one line naming it.
 - Files above `MAX_PIXELS` (decompression bombs), truncated, corrupt or non-image files and
   float images with NaN/inf pixels raise `DataError` naming the file, before anything is decoded
   where possible.
@@ -33,6 +37,25 @@ MAX_PIXELS = 89_478_485
 _HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _TRANSPARENT_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
+DICOM_SUFFIXES = (".dcm", ".dicom")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", *DICOM_SUFFIXES)
+
+
+def is_dicom(path: Path) -> bool:
+    """A `.dcm` name, or the "DICM" marker after the 128-byte preamble (DICOM files often have no suffix)."""
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def is_image_file(path: Path) -> bool:
+    return path.is_file() and not path.name.startswith(".") and (path.suffix.lower() in IMAGE_SUFFIXES or is_dicom(path))
+
 
 def read_image(path: str | Path, window: tuple[float, float] | None = None) -> Image.Image:
     """The image at `path` as an 8-bit "L" or "RGB" PIL image (see the module docstring).
@@ -45,6 +68,8 @@ def read_image(path: str | Path, window: tuple[float, float] | None = None) -> I
         raise DataError(f"image {path} does not exist" if not path.exists() else f"image {path} is not a file")
     if window is not None and not float(window[0]) < float(window[1]):
         raise DataError(f"image window {tuple(window)} must be (low, high) with low < high")
+    if is_dicom(path):
+        return _windowed(read_dicom_pixels(path), path, window)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -96,3 +121,33 @@ def _windowed(pixels: np.ndarray, path: Path, window: tuple[float, float] | None
     else:
         scaled = np.clip((pixels - low) / (high - low), 0.0, 1.0) * 255.0
     return Image.fromarray(np.round(scaled).astype(np.uint8))  # 2-D -> "L", [H, W, 3] -> "RGB"
+
+
+def read_dicom_pixels(path: Path) -> np.ndarray:
+    """A DICOM file's pixel values after the modality LUT, MONOCHROME1 inverted (bright = dense)."""
+    try:
+        import pydicom
+        from pydicom.pixels import apply_modality_lut
+    except ImportError:  # pragma: no cover - pydicom is a dependency
+        raise DataError(f"{path} is DICOM: install pydicom (`pip install pydicom`)") from None
+    try:
+        dataset = pydicom.dcmread(path, force=True)
+    except Exception as err:  # pydicom raises many kinds on a damaged file
+        raise DataError(f"cannot read DICOM file {path} ({err})") from None
+    if "PixelData" not in dataset:
+        raise DataError(f"DICOM file {path} holds no image (no PixelData)")
+    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+    try:
+        pixels = dataset.pixel_array
+    except Exception as err:
+        if syntax is not None and syntax.is_compressed:
+            raise DataError(f"DICOM file {path} uses the compressed transfer syntax {syntax.name} ({syntax}), "
+                            "which cannot be decoded here; install pylibjpeg or gdcm, or convert it to an "
+                            "uncompressed DICOM or a PNG") from None
+        raise DataError(f"cannot decode the pixels of DICOM file {path} ({err})") from None
+    if int(getattr(dataset, "NumberOfFrames", 1) or 1) > 1:
+        raise DataError(f"DICOM file {path} has {dataset.NumberOfFrames} frames; xrg reads single radiographs")
+    pixels = apply_modality_lut(pixels, dataset).astype(np.float64)
+    if str(getattr(dataset, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        pixels = pixels.max() + pixels.min() - pixels  # MONOCHROME1 stores dense tissue dark
+    return pixels

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Sequence
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -148,6 +150,20 @@ class XrgTask(L.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": self.scheduler_interval}}
+
+    def report(self, images, explain=False, study_id: str | None = None):
+        """A `xrg.inference.StudyReport` for one study from its image files (or PIL images), one
+        per view, prepared as the checkpoint's data module prepared images: the report text, the findings
+        with probabilities and, with `explain` (True: the findings present; "all"; or a list of
+        names), a Grad-CAM heatmap per finding. See `xrg.inference.report_studies` for many studies."""
+        from xrg.inference import report_studies
+
+        if isinstance(images, (str, Path)) or not isinstance(images, Sequence):
+            images = [images]
+        from xrg.data.studies import study_name
+
+        name = study_id or (study_name(images) if all(isinstance(i, (str, Path)) for i in images) else "study")
+        return report_studies(self, [(name, list(images))], explain=explain)[0]
 
     def on_fit_start(self) -> None:
         total = sum(p.numel() for p in self.parameters())

@@ -73,6 +73,13 @@ class FindingsClassification(XrgTask):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        """Rows as the report tasks' findings guide writes them: the names found, every probability."""
+        probs = self._logits(batch).sigmoid()
+        names = self.findings.label_names
+        return [{"id": study_id, "findings": found, "findings_probs": {n: round(p, 4) for n, p in zip(names, row)}}
+                for study_id, found, row in zip(batch["ids"], self.findings.predicted_names(probs), probs.tolist())]
+
     def _log_auc(self, split: str) -> dict[str, float]:
         outputs, self._outputs[split] = self._outputs[split], []
         if not outputs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 import torch
+from torch import nn
 
 from xrg.blocks.base import Block, Features
 from xrg.data.tokenizers import Tokenizer
@@ -22,6 +23,13 @@ class ImageEncoder(Block, ABC):
     @abstractmethod
     def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`[B', C, H, W]` -> (tokens `[B', n, D]`, pooled `[B', D]`)."""
+
+    def cam_layer(self) -> nn.Module | None:
+        """The module whose output is the last spatial feature map, where Grad-CAM reads a finding
+        (`xrg.explain`): `[B', C, h, w]`, or tokens `[B', N, D]` on a square grid after any class
+        tokens. Transformers give the block before the last, so gradients reach the patch tokens
+        through the last attention even when the pooled vector is the class token. None: no heatmaps."""
+        return None
 
     def forward(self, images: torch.Tensor, view_mask: torch.Tensor | None = None) -> Features:
         if images.dim() == 4:

@@ -54,6 +54,9 @@ class HFImageEncoder(ImageEncoder):
         if frozen:
             self.freeze()
 
+    def cam_layer(self) -> torch.nn.Module:
+        return self.model  # its `last_hidden_state`: what both tokens and pooled are read from
+
     def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         output = self.model(pixel_values=images)
         tokens = output.last_hidden_state

@@ -146,6 +146,10 @@ class OpenClipImageEncoder(_FrozenTower, ImageEncoder):
             pooled = pooled @ t.proj
         return t.ln_post(state[:, 1:]), pooled
 
+    def cam_layer(self) -> nn.Module:
+        stages = self.stages
+        return stages[-1] if self.family == "resnet" or len(stages) == 1 else stages[-2]
+
     def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         state = self.embed(images)
         for index in range(len(self.stages)):

@@ -35,6 +35,13 @@ class TimmImageEncoder(ImageEncoder):
         if frozen:
             self.freeze()
 
+    def cam_layer(self) -> torch.nn.Module:
+        name = self.model.feature_info[-1]["module"]  # CNN: the last stage; ViT: the last block
+        head, _, index = name.rpartition(".")
+        if getattr(self.model, "num_prefix_tokens", 0) and index.isdigit() and int(index) > 0:
+            name = f"{head}.{int(index) - 1}"
+        return self.model.get_submodule(name)
+
     def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.model.forward_features(images)
         pooled = self.model.forward_head(features, pre_logits=True)
