@@ -40,22 +40,11 @@ class Session:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, image_paths: list[str | Path], **generate_kwargs: Any) -> "Session":
-        """Model and image preprocessing both come from the checkpoint written by `xrg fit`."""
+        """Model and image preparation both come from the checkpoint written by `xrg fit`."""
         from xrg import load
-        from xrg.data.images import read_image
-        from xrg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
 
         model = load(checkpoint)
-        data = torch.load(checkpoint, map_location="cpu", weights_only=True).get("datamodule_hyper_parameters") or {}
-        transform = build_transform(
-            train=False, image_size=data.get("image_size", 224), resize=data.get("resize", 256),
-            mean=tuple(data.get("mean", IMAGENET_MEAN)), std=tuple(data.get("std", IMAGENET_STD)),
-            preprocessing=data.get("preprocessing", "r2gen"),
-        )
-        views = []
-        for path in image_paths[: data.get("max_views", len(image_paths))]:
-            views.append(transform(read_image(path, data.get("image_window"))))
-        return cls(model, torch.stack(views), **generate_kwargs)
+        return cls(model, model.preparation.views(list(image_paths), "chat"), **generate_kwargs)
 
     def _reply(self, prompt: str) -> str:
         return self.model.decoder.generate(self._encoded.memory, [prompt], **self.generate_kwargs)[0]
