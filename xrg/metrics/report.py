@@ -1,4 +1,5 @@
-"""The metrics a report-generation task logs: NLG (BLEU..CIDEr) and clinical efficacy, together.
+"""The metrics a report-generation task logs: NLG (BLEU..CIDEr), clinical efficacy and, on request,
+model-based metrics (`xrg.metrics.model_based`), together.
 
 Both accumulate strings and score once on the whole (gathered) set at `compute()`.
 """
@@ -9,7 +10,8 @@ from torch import nn
 
 
 class ReportMetrics(nn.Module):
-    def __init__(self, nlg: bool = True, meteor: bool = True, clinical_efficacy: bool = True) -> None:
+    def __init__(self, nlg: bool = True, meteor: bool = True, clinical_efficacy: bool = True,
+                 model_based: list[str] | None = None) -> None:
         super().__init__()
         self.metrics = nn.ModuleList()
         if nlg:
@@ -21,6 +23,10 @@ class ReportMetrics(nn.Module):
             from xrg.metrics.ce import ClinicalEfficacy
 
             self.metrics.append(ClinicalEfficacy())
+        if model_based:
+            from xrg.metrics.model_based import ModelBasedMetrics
+
+            self.metrics.append(ModelBasedMetrics(model_based))
 
     def update(self, generated: list[str], references: list[str]) -> None:
         for metric in self.metrics:

@@ -47,6 +47,7 @@ class ReportGeneration(XrgTask):
         nlg_metrics: bool = True,
         meteor: bool = True,
         clinical_efficacy: bool = True,
+        model_metrics: list[str] | None = None,
         **task_kwargs: Any,
     ) -> None:
         super().__init__(**task_kwargs)
@@ -74,7 +75,8 @@ class ReportGeneration(XrgTask):
         self.generate_in_validation = generate_in_validation
         self._metric_flags = {"nlg": nlg_metrics, "meteor": meteor, "clinical_efficacy": clinical_efficacy}
         self.val_metrics = self._build_metrics()
-        self.test_metrics = self._build_metrics()
+        # Model-based metrics (radgraph, chexbert, green, ratescore, bertscore) score the test set only.
+        self.test_metrics = self._build_metrics(model_metrics or [])
         self.apply_frozen()
 
     def bind_widths(self) -> None:
@@ -91,12 +93,12 @@ class ReportGeneration(XrgTask):
             memory_dim = guide.bind(visual_dim, memory_dim)
         self.decoder.bind_memory(memory_dim if memory_dim is not None else visual_dim)
 
-    def _build_metrics(self):
-        if not (self._metric_flags["nlg"] or self._metric_flags["clinical_efficacy"]):
+    def _build_metrics(self, model_metrics: list[str] = ()):
+        if not (self._metric_flags["nlg"] or self._metric_flags["clinical_efficacy"] or model_metrics):
             return None
         from xrg.metrics.report import ReportMetrics
 
-        return ReportMetrics(**self._metric_flags)
+        return ReportMetrics(**self._metric_flags, model_based=list(model_metrics))
 
     def blocks_before(self, guide_name: str) -> list[nn.Module]:
         """The blocks that compute what guide `guide_name` reads (whose weights its index keys depend on)."""

@@ -5,6 +5,12 @@ Head layout of the released `chexbert.pth`: 13 heads with 4 classes (0 blank, 1 
 (0 blank, 1 positive). CheXbert's order differs from CheXpert's (Lung Opacity before Lung
 Lesion, No Finding last); outputs are returned in `CHEXPERT_LABELS` order.
 f1chexbert's "CheXbert F1" is `ce/chexbert/micro5_u1/f1` of `chexbert_f1`.
+
+Weights: the release f1chexbert and RadEval download, `chexbert.pth` of StanfordAIMI/RRG_scorers,
+and bert-base-uncased's config and tokenizer, all through the Hugging Face hub (or its cache with
+`HF_HUB_OFFLINE=1`); or local paths. This labeler stays xrg's own: f1chexbert 0.0.2 tokenizes
+with `encode_plus`, which transformers 5 removed, and its download passes an argument
+huggingface_hub 1.0 removed. A test shows that on the same weights it gives f1chexbert's labels.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import torch
 from torch import nn
 
 from xrg.data.labels import CHEXPERT_LABELS
-from xrg.metrics.model_based._weights import MissingWeightsError, resolve_weights
+from xrg.metrics.model_based._loading import MissingWeightsError, loading
 
 CHEXBERT_ORDER = (
     "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema", "Consolidation",
@@ -25,32 +31,41 @@ CHEXBERT_ORDER = (
     "Support Devices", "No Finding",
 )
 CLASS_TO_CODE = (math.nan, 1.0, 0.0, -1.0)  # head class index -> CheXpert code
-HINT = (
-    "Put CheXbert's checkpoint (chexbert.pth, from the CheXbert authors) at the path given as `checkpoint`, "
-    "and a bert-base-uncased folder (config + tokenizer) at the path given as `encoder`."
-)
+RELEASE = ("StanfordAIMI/RRG_scorers", "chexbert.pth")
+
+
+def download_checkpoint() -> str:
+    from huggingface_hub import hf_hub_download
+
+    with loading("CheXbert", f"{RELEASE[0]}/{RELEASE[1]}"):
+        return hf_hub_download(*RELEASE)
 
 
 class ChexbertLabeler(nn.Module):
-    def __init__(self, encoder: str, checkpoint: str | None = None, device: str = "cpu") -> None:
+    """`checkpoint`: a chexbert.pth file, "hub" (the release, downloaded once), or None (random heads)."""
+
+    name = "chexbert"
+
+    def __init__(self, encoder: str = "bert-base-uncased", checkpoint: str | None = "hub", device: str = "cpu") -> None:
         super().__init__()
         from transformers import AutoTokenizer, BertConfig, BertModel
 
-        encoder_path = resolve_weights(encoder, "CheXbert", HINT)
-        self.tokenizer = AutoTokenizer.from_pretrained(encoder_path, local_files_only=True)
-        self.bert = BertModel(BertConfig.from_pretrained(encoder_path, local_files_only=True), add_pooling_layer=False)
+        with loading("CheXbert", f"the {encoder!r} config and tokenizer"):
+            self.tokenizer = AutoTokenizer.from_pretrained(encoder)
+            config = BertConfig.from_pretrained(encoder)
+        self.bert = BertModel(config, add_pooling_layer=False)
         hidden = self.bert.config.hidden_size
         self.dropout = nn.Dropout(0.1)
         self.linear_heads = nn.ModuleList([nn.Linear(hidden, 4) for _ in range(13)] + [nn.Linear(hidden, 2)])
         if checkpoint is not None:
-            self.load_checkpoint(checkpoint)
+            self.load_checkpoint(download_checkpoint() if checkpoint == "hub" else checkpoint)
         self.eval().to(device)
         self.device_name = device
 
     def load_checkpoint(self, checkpoint: str | Path) -> None:
         path = Path(checkpoint).expanduser()
         if not path.is_file():
-            raise MissingWeightsError(f"CheXbert: checkpoint {str(path)!r} not found. {HINT}")
+            raise MissingWeightsError(f"CheXbert: checkpoint {str(path)!r} not found (chexbert.pth of {RELEASE[0]})")
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = state.get("model_state_dict", state)
         # the release was saved from nn.DataParallel: keys start with "module."
