@@ -36,6 +36,8 @@ def run(a) -> dict:
     work = Path(a.workdir)
     results = Results(a.out, vars(a))
     for name, keep in VARIANTS.items():
+        if a.variants and (keep or "mix") not in a.variants:
+            continue
         slug = (keep or "mix").lower()
         recipe = variant(keep, work / f"{slug}.yaml")
         checkpoint, cost = measured(fit, recipe, work / slug, a, f"--trainer.max_epochs={a.epochs}", *a.set)
@@ -54,4 +56,6 @@ if __name__ == "__main__":
     add_data_args(parser, image_size=96)
     parser.add_argument("--epochs", type=int, default=16, help="the recipe's own budget")
     parser.add_argument("--set", action="append", default=[], help="extra CLI override for every run")
+    parser.add_argument("--variants", nargs="*", default=[], help="run only these (mix, RecognisedConcepts, "
+                        "PredictedFindings), e.g. one per process with its own --out")
     run_from_command_line(parser, "mix", run, print_table)
