@@ -53,3 +53,21 @@ def test_recipes_use_short_class_paths_and_type_no_inferable_width(recipe):
     dotted = [line.strip() for line in text.splitlines() if "class_path:" in line and "." in line.split("class_path:")[1].split(",")[0]]
     assert not dotted, dotted
     assert "vision_dim" not in text and "in_dim" not in text
+
+
+PAPER_SIZE = [r for r in RECIPES if r not in SYNTHETIC and "accelerator: cpu" not in r.read_text()]
+
+
+@pytest.mark.parametrize("recipe", PAPER_SIZE, ids=_id)
+def test_paper_size_recipes_are_tuned_for_gpus(recipe):
+    """Images are decoded in worker processes kept between epochs and pinned for the copy to the
+    GPU; compute is bf16-mixed; a LoRA-trained 7B LLM checkpoints its activations."""
+    import yaml
+
+    config = yaml.safe_load(recipe.read_text())
+    data = config["data"]["init_args"]
+    assert data["num_workers"] > 0 and data["pin_memory"] is True and data.get("persistent_workers", True) is True
+    assert config["trainer"]["precision"] == "bf16-mixed"
+    decoder = config["model"]["init_args"].get("decoder", {})
+    if decoder.get("class_path") == "CausalLMDecoder" and decoder["init_args"].get("lora"):
+        assert decoder["init_args"]["gradient_checkpointing"] is True

@@ -215,3 +215,14 @@ def test_a_base_that_moved_is_written_whole(source):
         decoder.llm.model.layers[0].mlp.up_proj.weight.add_(0.01)
     state = decoder.state_dict()
     assert "llm.model.layers.0.mlp.up_proj.weight" in state and "omitted_base" not in state["_extra_state"]
+
+
+def test_attention_implementation_is_chosen_for_speed_and_sdpa_matches_eager():
+    """`auto` gives SDPA on this CPU machine (flash-attention needs a GPU); eager agrees with it."""
+    mem = memory()
+    auto, eager = make_decoder(), make_decoder(attn_implementation="eager")
+    eager.load_state_dict(auto.state_dict())
+    assert auto.llm.config._attn_implementation == "sdpa"
+    assert eager.llm.config._attn_implementation == "eager"
+    reports = ["the heart is normal .", "small left effusion ."]
+    torch.testing.assert_close(auto.logits(mem, reports), eager.logits(mem, reports), atol=1e-4, rtol=1e-4)

@@ -41,6 +41,10 @@ class ReportDataModule(L.LightningDataModule):
     default 8-bit images keep their values and 16/32-bit images are windowed to their own range
     (see `xrg.data.images.read_image`).
 
+    Loading: `num_workers` decoding processes (0 = in the training process), `pin_memory` for
+    GPU training, `persistent_workers` (kept between epochs), `prefetch_factor` batches queued per
+    worker (PyTorch's default 2 when None); docs/performance.md says how to size them.
+
     Give either `annotation_path` (+ `image_dir`, default: the annotation's folder + "/images")
     or `synthetic` to use the embedded benchmark.
 
@@ -66,6 +70,9 @@ class ReportDataModule(L.LightningDataModule):
         batch_size: int = 16,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = True,
+        prefetch_factor: int | None = None,
         on_bad_study: BadStudyPolicy = "raise",
         predict_split: Literal["train", "val", "test"] = "test",
         image_window: tuple[float, float] | None = None,
@@ -142,7 +149,11 @@ class ReportDataModule(L.LightningDataModule):
             shuffle=train,
             drop_last=False,
             num_workers=hp.num_workers,
-            persistent_workers=hp.num_workers > 0,
+            # Workers kept between epochs skip re-forking and re-reading the annotation; pinned
+            # (page-locked) batches copy to the GPU asynchronously. docs/performance.md sizes them.
+            persistent_workers=hp.persistent_workers and hp.num_workers > 0,
+            pin_memory=hp.pin_memory,
+            prefetch_factor=hp.prefetch_factor if hp.num_workers > 0 else None,
             collate_fn=collate_studies,
         )
 

@@ -56,6 +56,8 @@ class CausalLMDecoder(Decoder):
     `BPETokenizer` for a tiny config. `trust_remote_code` is passed on only when set.
     Generation: greedy (`num_beams=1`), beam search, or sampling (`do_sample`) via HF `generate`
     with the KV cache; any of these can be overridden per call.
+    Attention: `attn_implementation="auto"` picks flash-attention 2 where it can run, else SDPA;
+    any name transformers knows ("eager", "sdpa", "flash_attention_2") is passed on as given.
 
     Checkpoints of a named `model` with a frozen base (LoRA, or `freeze_llm`) leave the unchanged
     base weights out and re-read them from `model` on load, checksum-verified
@@ -75,6 +77,7 @@ class CausalLMDecoder(Decoder):
         memory_dim: int | None = None,
         dtype: str = "float32",
         gradient_checkpointing: bool = False,
+        attn_implementation: str = "auto",
         trust_remote_code: bool = False,
         save_frozen_base: bool = False,
         model_kwargs: dict[str, Any] | None = None,
@@ -101,6 +104,7 @@ class CausalLMDecoder(Decoder):
         self.memory_projection = memory_projection
         self.dtype = getattr(torch, dtype)
         self.gradient_checkpointing, self.trust_remote_code = gradient_checkpointing, trust_remote_code
+        self.attn_implementation = attn_implementation
         self.model_kwargs = dict(model_kwargs or {})
         self.save_frozen_base = save_frozen_base
         self._source_checksums: dict[str, list[float]] = {}
@@ -125,7 +129,7 @@ class CausalLMDecoder(Decoder):
 
         tok = self.tokenizer
         if self.model_name is not None:
-            kwargs = {"dtype": self.dtype, **self.model_kwargs}
+            kwargs = {"dtype": self.dtype, "attn_implementation": self._attention(), **self.model_kwargs}
             if self.trust_remote_code:
                 kwargs["trust_remote_code"] = True
             llm = AutoModelForCausalLM.from_pretrained(self.model_name, **kwargs)
@@ -135,7 +139,7 @@ class CausalLMDecoder(Decoder):
             settings = {k: v for k, v in self.config.items() if k != "model_type"}
             ids = {"bos_token_id": tok.bos_id, "eos_token_id": tok.eos_id, "pad_token_id": tok.pad_id}
             config = AutoConfig.for_model(self.config.get("model_type", "llama"), vocab_size=tok.vocab_size, **ids, **settings)
-            llm = AutoModelForCausalLM.from_config(config).to(self.dtype)
+            llm = AutoModelForCausalLM.from_config(config, attn_implementation=self._attention()).to(self.dtype)
         if self.freeze_llm or self.lora is not None:
             llm.requires_grad_(False)
             if self.model_name is not None and not self.save_frozen_base:
@@ -153,6 +157,18 @@ class CausalLMDecoder(Decoder):
         self.llm = llm
         if self.memory_dim is not None and self.memory_proj is None:
             self._build_memory_layers(self.memory_dim)
+
+    def _attention(self) -> str:
+        """`auto`: flash-attention 2 when the package is installed, a GPU is there and the weights
+        are half precision (its only dtypes); otherwise PyTorch's fused SDPA kernels."""
+        if self.attn_implementation != "auto":
+            return self.attn_implementation
+        import importlib.util
+
+        half = self.dtype in (torch.bfloat16, torch.float16)
+        if half and torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+            return "flash_attention_2"
+        return "sdpa"
 
     def _build_memory_layers(self, memory_dim: int) -> None:
         # The LLM's width is known only once it exists; `_build_vocab_layers` calls back here.
