@@ -1,0 +1,235 @@
+"""Mutation score of the task layer, decoders, guides and metrics (slow; not part of CI).
+
+Needs cosmic-ray (`pip install cosmic-ray`; it mutates a copy of the source on disk, so Lightning's
+frame inspection and jsonargparse's signatures see the code as written). Two modes:
+
+    python benchmarks/mutation.py score --per-module 4 --seed 0
+        For each module in SCOPE, a seeded sample of cosmic-ray's mutants is applied, one at a
+        time, in a scratch copy of the repository. Each mutant runs the module's tests as they
+        were before issue 19 ("before": the tests of BASE, the commit before its tests landed);
+        a survivor then runs the tests added for issue 19 ("after"). A mutant is killed when a
+        test fails or times out. Writes benchmarks/results/mutation.json and prints the kill
+        rate per module, before and after.
+
+    python benchmarks/mutation.py kinds
+        The six mutations the issue names, each applied by string replacement in a scratch copy;
+        records which tests fail (the test that names the behaviour must be among them).
+
+Every test command runs `pytest -x`, so a killed mutant costs only up to its first failure. With 2
+shared cores a full run (hundreds of mutants per module) takes days: sample, and say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+BASE = "e59fe6ef3a05a627aafb36e69c4edddf5c65d915"  # main just before the issue-19 tests landed
+
+# module -> (tests before issue 19, tests added for it); pytest node ids, `-k` given as "file::-k expr"
+LEARN = "tests/tasks/test_report_guides_learn.py"
+TASKS_LEARN = "tests/tasks/test_tasks_learn.py"
+SCOPE: dict[str, tuple[list[str], list[str]]] = {
+    "xrg/tasks/report_generation.py": ([f"{LEARN}::-k no guide or labels or logged", "tests/tasks/test_stage_init.py"],
+                                       ["tests/tasks/test_explanation_rows.py", f"{LEARN}::-k logged"]),
+    "xrg/tasks/qformer_alignment.py": (["tests/blocks/test_contracts.py::-k qformer"],
+                                       ["tests/blocks/test_qformer_losses.py", f"{TASKS_LEARN}::-k qformer"]),
+    "xrg/blocks/aligners/qformer.py": (["tests/blocks/test_contracts.py::-k qformer"],
+                                       ["tests/blocks/test_qformer_losses.py", f"{TASKS_LEARN}::-k qformer"]),
+    "xrg/tasks/contrastive.py": (["tests/tasks/test_contrastive.py"], [f"{TASKS_LEARN}::-k contrastive"]),
+    "xrg/tasks/findings.py": (["tests/tasks/test_findings_labels.py", "tests/test_concepts.py"],
+                              [f"{TASKS_LEARN}::-k findings or concept"]),
+    "xrg/tasks/concept_alignment.py": (["tests/test_radalign_chain.py"], [f"{TASKS_LEARN}::-k concept"]),
+    "xrg/blocks/decoders/transformer.py": (["tests/blocks/test_transformer_decoder.py"], ["tests/blocks/test_beam_search.py"]),
+    "xrg/blocks/decoders/causal_lm.py": (["tests/blocks/test_causal_lm.py"], ["tests/blocks/test_beam_search.py"]),
+    "xrg/blocks/guides/clues.py": (["tests/blocks/test_contracts.py::-k guide", f"{LEARN}::-k clues"],
+                                   ["tests/tasks/test_explanation_rows.py"]),
+    "xrg/blocks/guides/findings.py": (["tests/blocks/test_contracts.py::-k guide", f"{LEARN}::-k findings"],
+                                      ["tests/tasks/test_explanation_rows.py"]),
+    "xrg/metrics/model_based/green.py": (["tests/metrics/test_model_based.py::-k green"], ["tests/metrics/test_green_judge.py"]),
+}
+
+# The six mutations of the issue: (name, file, text, replacement, tests that must catch it)
+KINDS = [
+    ("beam search turned greedy (k = 1), transformer", "xrg/blocks/decoders/transformer.py",
+     "batch, k = encoded.shape[0], num_beams", "batch, k = encoded.shape[0], 1", ["tests/blocks/test_beam_search.py"]),
+    ("beam search turned greedy (k = 1), causal LM", "xrg/blocks/decoders/causal_lm.py",
+     'self.generation = {"num_beams": num_beams', 'self.generation = {"num_beams": 1', ["tests/blocks/test_beam_search.py"]),
+    ("validation scores the references against themselves", "xrg/tasks/report_generation.py",
+     'metrics.update(self.generate_reports(encoded), batch["reports"])',
+     'metrics.update(batch["reports"] if prefix == "val" else self.generate_reports(encoded), batch["reports"])',
+     [f"{LEARN}::-k logged"]),
+    ("Q-Former stage loss multiplied by 0", "xrg/tasks/qformer_alignment.py",
+     "total = sum(self.loss_weights[k] * v for k, v in losses.items())",
+     "total = 0 * sum(self.loss_weights[k] * v for k, v in losses.items())",
+     ["tests/blocks/test_qformer_losses.py", f"{TASKS_LEARN}::-k qformer"]),
+    ("TRRG perceived probabilities under the wrong disease names", "xrg/blocks/guides/clues.py",
+     "zip(names, row)", "zip(names[1:] + names[:1], row)", ["tests/tasks/test_explanation_rows.py"]),
+    ("GREEN candidate and reference swapped in the judge prompt", "xrg/metrics/model_based/green.py",
+     "PROMPT.format(reference=reference, candidate=candidate)", "PROMPT.format(reference=candidate, candidate=reference)",
+     ["tests/metrics/test_green_judge.py"]),
+    ("every image blanked before encoding", "xrg/blocks/encoders/base.py",
+     "tokens, pooled = self.encode_images(images.flatten(0, 1))",
+     "tokens, pooled = self.encode_images(images.flatten(0, 1) * 0)",
+     [f"{LEARN}::-k no guide", f"{TASKS_LEARN}::-k findings or qformer"]),
+]
+
+
+def scratch_copy(target: Path, tests_from: str | None = None) -> Path:
+    """The committed tree of HEAD (tests from commit `tests_from` when given) in `target`."""
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    subprocess.run(f"git -C {REPO} archive HEAD | tar -x -C {target}", shell=True, check=True)
+    if tests_from is not None:
+        shutil.rmtree(target / "tests")
+        subprocess.run(f"git -C {REPO} archive {tests_from} tests | tar -x -C {target}", shell=True, check=True)
+    return target
+
+
+def pytest_command(tests: list[str]) -> list[list[str]]:
+    """One pytest command per entry (a `-k` differs per file)."""
+    commands = []
+    for entry in tests:
+        path, _, select = entry.partition("::-k ")
+        command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", path]
+        commands.append(command + (["-k", select] if select else []))
+    return commands
+
+
+def run_tests(root: Path, tests: list[str], timeout: float) -> tuple[bool, list[str]]:
+    """(all passed, the failing test ids) of `tests` run in `root`."""
+    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
+    failed = []
+    for command in pytest_command(tests):
+        try:
+            done = subprocess.run(command + ["-rf"], cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False, [f"{command[6]} (timed out)"]
+        if done.returncode not in (0, 5):  # 5: nothing selected
+            failed += re.findall(r"^FAILED (\S+)", done.stdout, re.M) or [f"{command[6]} (exit {done.returncode})"]
+            return False, failed
+    return True, failed
+
+
+def kinds(args) -> dict:
+    root = scratch_copy(Path(args.scratch) / "kinds")
+    found = []
+    for name, file, text, replacement, tests in KINDS:
+        path = root / file
+        original = path.read_text()
+        assert original.count(text) == 1, f"{file}: the text to mutate is not there once: {text!r}"
+        path.write_text(original.replace(text, replacement))
+        start = time.time()
+        passed, failed = run_tests(root, tests, args.timeout)
+        path.write_text(original)
+        found.append({"mutation": name, "file": file, "caught": not passed, "failing_tests": failed,
+                      "seconds": round(time.time() - start)})
+        print(f"{'caught' if not passed else 'MISSED'}: {name}: {failed}", flush=True)
+    return {"kinds": found}
+
+
+def mutants(module: str, root: Path) -> list:
+    from cosmic_ray.commands.init import _all_work_items
+
+    here = Path.cwd()
+    os.chdir(root)
+    try:
+        return [item.mutations[0] for item in _all_work_items([Path(module)], {})]
+    finally:
+        os.chdir(here)
+
+
+def apply_and_test(spec, root: Path, tests: list[str], timeout: float) -> tuple[bool, list[str], str]:
+    """(killed, failing tests, diff) of one cosmic-ray mutant applied in `root`."""
+    import cosmic_ray.plugins
+    from cosmic_ray.mutating import use_mutation
+
+    operator = cosmic_ray.plugins.get_operator(spec.operator_name)(**spec.operator_args)
+    here = Path.cwd()
+    os.chdir(root)
+    try:
+        with use_mutation(spec.module_path, operator, spec.occurrence) as (original, mutated):
+            if mutated is None:
+                return False, [], ""
+            diff = [f"- {a.strip()}  ->  + {b.strip()}" for a, b in zip(original.splitlines(), mutated.splitlines()) if a != b]
+            passed, failed = run_tests(root, tests, timeout)
+            return not passed, failed, "; ".join(diff[:2])
+    finally:
+        os.chdir(here)
+
+
+def score(args) -> dict:
+    before_root = scratch_copy(Path(args.scratch) / "before", tests_from=BASE)
+    after_root = scratch_copy(Path(args.scratch) / "after")
+    rng = random.Random(args.seed)
+    modules = [m for m in SCOPE if not args.modules or any(part in m for part in args.modules)]
+    report = {"per_module": args.per_module, "seed": args.seed, "modules": {}}
+    for module in modules:
+        old_tests, new_tests = SCOPE[module]
+        population = mutants(module, after_root)
+        sample = rng.sample(population, min(args.per_module, len(population)))
+        rows = []
+        for spec in sample:
+            start = time.time()
+            killed_before, failed, diff = apply_and_test(spec, before_root, old_tests, args.timeout)
+            killed_after, failed_after = killed_before, failed
+            if not killed_before:
+                killed_after, failed_after, diff = apply_and_test(spec, after_root, new_tests, args.timeout)
+            rows.append({"operator": spec.operator_name, "occurrence": spec.occurrence, "in": spec.definition_name,
+                         "line": spec.start_pos[0], "diff": diff, "killed_before": killed_before,
+                         "killed_after": killed_after, "failing": failed_after, "seconds": round(time.time() - start)})
+            print(f"{module}:{spec.start_pos[0]} {spec.operator_name} before={killed_before} after={killed_after} "
+                  f"{diff}", flush=True)
+        report["modules"][module] = {"mutants": len(population), "sampled": rows}
+        write(report, args.output)
+    return report
+
+
+def table(report: dict) -> str:
+    lines = ["| module | mutants | sampled | killed before | killed after |", "| --- | --- | --- | --- | --- |"]
+    for module, entry in report.get("modules", {}).items():
+        rows = entry["sampled"]
+        before = sum(r["killed_before"] for r in rows)
+        after = sum(r["killed_after"] for r in rows)
+        lines.append(f"| {module} | {entry['mutants']} | {len(rows)} | {before}/{len(rows)} | {after}/{len(rows)} |")
+    return "\n".join(lines)
+
+
+def write(report: dict, output: str) -> None:
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(report, indent=1))
+    temporary.replace(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["score", "kinds"])
+    parser.add_argument("--per-module", type=int, default=4, help="mutants sampled per module")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--modules", nargs="*", help="only modules whose path contains one of these")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per pytest command")
+    parser.add_argument("--scratch", default="/tmp/xrg-mutation")
+    parser.add_argument("--output", default=None)
+    args = parser.parse_args()
+    args.output = args.output or str(RESULTS / f"mutation_{args.mode}.json")
+    report = kinds(args) if args.mode == "kinds" else score(args)
+    write(report, args.output)
+    if args.mode == "score":
+        print(table(report))
+
+
+if __name__ == "__main__":
+    main()
