@@ -65,3 +65,14 @@ def test_frozen_text_is_encoded_once_per_distinct_string(perception, monkeypatch
     perception.joint.embed_texts(["no pneumothorax", "no pneumothorax", "the heart is enlarged"])
     perception.joint.embed_texts(["the heart is enlarged"])
     assert calls == [["no pneumothorax", "the heart is enlarged"]]
+
+
+def test_prompts_embedded_in_validation_serve_the_next_training_step(perception):
+    """Lightning validates under `torch.inference_mode` (the sanity check runs before the first step):
+    prompts cached there must not reach autograd, which refuses inference tensors."""
+    features = Features(torch.zeros(2, 1, 8), torch.randn(2, 8))
+    with torch.inference_mode():
+        perception(features)
+    pooled = torch.randn(2, 8, requires_grad=True)  # a training image encoder's output
+    perception(Features(torch.zeros(2, 1, 8), pooled)).sum().backward()
+    assert pooled.grad is not None

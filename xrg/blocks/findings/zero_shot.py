@@ -234,7 +234,9 @@ class ZeroShotDiseasePerception(FindingsHead):
                 start += len(side)
             rows.append(torch.stack(sides))
         table = torch.stack(rows)
-        self._cache = None if text_side_trains else table.detach()
+        # Not kept from inference mode (Lightning's validation): autograd refuses inference tensors,
+        # and a fit validates before its first step (the sanity check).
+        self._cache = None if text_side_trains or torch.is_inference_mode_enabled() else table.detach()
         return table
 
     def forward(self, features: Features) -> torch.Tensor:
