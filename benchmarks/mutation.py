@@ -139,19 +139,40 @@ def kinds(args) -> dict:
     return {"kinds": found}
 
 
+def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Where the type annotations are: never evaluated (`from __future__ import annotations`)."""
+    import ast
+
+    spans = []
+    for node in ast.walk(ast.parse(source)):
+        found = []
+        if isinstance(node, ast.arg) and node.annotation is not None:
+            found.append(node.annotation)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns is not None:
+            found.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            found.append(node.annotation)
+        spans += [((a.lineno, a.col_offset), (a.end_lineno, a.end_col_offset)) for a in found]
+    return spans
+
+
 def mutants(module: str, root: Path) -> list:
+    """cosmic-ray's mutants of `module`, less those inside type annotations (equivalent: never run)."""
     from cosmic_ray.commands.init import _all_work_items
 
+    spans = annotation_spans((root / module).read_text())
     here = Path.cwd()
     os.chdir(root)
     try:
-        return [item.mutations[0] for item in _all_work_items([Path(module)], {})]
+        found = [item.mutations[0] for item in _all_work_items([Path(module)], {})]
     finally:
         os.chdir(here)
+    return [m for m in found if not any(start <= tuple(m.start_pos) < end for start, end in spans)]
 
 
-def apply_and_test(spec, root: Path, tests: list[str], timeout: float) -> tuple[bool, list[str], str]:
-    """(killed, failing tests, diff) of one cosmic-ray mutant applied in `root`."""
+def apply_and_test(spec, root: Path, tests: list[str], timeout: float) -> tuple[bool | None, list[str], str]:
+    """(killed, failing tests, diff) of one cosmic-ray mutant applied in `root`; killed is None for a
+    mutant that does not compile (cosmic-ray's "incompetent": not counted)."""
     import cosmic_ray.plugins
     from cosmic_ray.mutating import use_mutation
 
@@ -161,7 +182,11 @@ def apply_and_test(spec, root: Path, tests: list[str], timeout: float) -> tuple[
     try:
         with use_mutation(spec.module_path, operator, spec.occurrence) as (original, mutated):
             if mutated is None:
-                return False, [], ""
+                return None, [], ""
+            try:
+                compile(mutated, str(spec.module_path), "exec")
+            except SyntaxError:
+                return None, [], "does not compile"
             diff = [f"- {a.strip()}  ->  + {b.strip()}" for a, b in zip(original.splitlines(), mutated.splitlines()) if a != b]
             passed, failed = run_tests(root, tests, timeout)
             return not passed, failed, "; ".join(diff[:2])
@@ -178,11 +203,14 @@ def score(args) -> dict:
     for module in modules:
         old_tests, new_tests = SCOPE[module]
         population = mutants(module, after_root)
-        sample = rng.sample(population, min(args.per_module, len(population)))
+        order = rng.sample(population, len(population))
         rows = []
-        for spec in sample:
+        while order and len(rows) < args.per_module:
+            spec = order.pop()
             start = time.time()
             killed_before, failed, diff = apply_and_test(spec, before_root, old_tests, args.timeout)
+            if killed_before is None:
+                continue  # does not compile: draw another
             killed_after, failed_after = killed_before, failed
             if not killed_before:
                 killed_after, failed_after, diff = apply_and_test(spec, after_root, new_tests, args.timeout)
