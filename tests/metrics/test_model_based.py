@@ -196,3 +196,74 @@ def test_the_tasks_test_metrics_score_model_based_metrics_on_the_whole_set(monke
     assert metrics.compute() == {"exact/score": pytest.approx(2 / 3)} and loads == ["radgraph"]
     with pytest.raises(ValueError, match="unknown model-based metric 'bleu'"):
         ReportMetrics(model_based=["bleu"])
+
+
+def test_chexbert_labels_equal_radevals_f1chexbert_on_the_same_weights(tiny_bert, tmp_path, monkeypatch):
+    """A random checkpoint in the release's layout (DataParallel `module.` keys, BERT with its pooler),
+    read by xrg's labeler and by RadEval's f1chexbert (its hub loading replaced by that file)."""
+    pytest.importorskip("radeval")
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    from xrg.metrics.model_based import ChexbertLabeler
+    from xrg.metrics.model_based._loading import require_radeval
+    from xrg.metrics.model_based.chexbert import CHEXBERT_ORDER
+
+    torch.manual_seed(0)
+    config = BertConfig.from_pretrained(tiny_bert, initializer_range=1.0)  # wide weights: [CLS] varies with the text
+    heads = torch.nn.ModuleList([torch.nn.Linear(16, 4) for _ in range(13)] + [torch.nn.Linear(16, 2)])
+    state = {f"bert.{k}": v for k, v in BertModel(config).state_dict().items()}  # pooler included
+    state.update({f"linear_heads.{k}": v for k, v in heads.state_dict().items()})
+    release = tmp_path / "chexbert.pth"
+    torch.save({"epoch": 3, "model_state_dict": {f"module.{k}": v for k, v in state.items()}}, release)
+
+    theirs_module = require_radeval("radeval.metrics.f1chexbert.f1chexbert", "CheXbert", "chexbert")
+    monkeypatch.setattr(theirs_module.AutoConfig, "from_pretrained", lambda *a, **k: config)
+    tokenizer = BertTokenizer.from_pretrained(tiny_bert)
+    monkeypatch.setattr(theirs_module.BertTokenizer, "from_pretrained", lambda *a, **k: tokenizer)
+    monkeypatch.setattr(theirs_module, "hf_hub_download", lambda *a, **k: str(release))
+    theirs = theirs_module.F1CheXbert(device="cpu", batch_size=4)
+
+    reports = ["the heart is enlarged", "no pleural effusion or pneumothorax", "left basilar opacity",
+               "clear lungs", "mild edema and a small effusion", "support devices in place", ""]
+    ours = ChexbertLabeler(str(tiny_bert), checkpoint=str(release)).label_matrix(reports)
+    ours = ours[:, [CHEXPERT_LABELS.index(name) for name in CHEXBERT_ORDER]].nan_to_num(0.0)  # their order, blank -> 0
+    expected = torch.tensor(theirs.get_labels(reports, mode="classification"), dtype=ours.dtype)
+    assert torch.equal(ours, expected)
+    assert len({tuple(row) for row in expected.tolist()}) > 2  # the heads disagree across reports: a real check
+
+
+def test_ratescore_runs_the_package_with_tiny_models(tiny_bert, tmp_path, monkeypatch):
+    """RaTEScore's own NER, entity matching and weighting run on tiny local models; only its
+    sentence splitter (medspaCy) is a stand-in that splits at full stops."""
+    import types
+
+    from transformers import AutoModelForTokenClassification, AutoTokenizer, BertConfig
+
+    def load(**settings):
+        split = lambda text: types.SimpleNamespace(sents=[s.strip() for s in text.split(".") if s.strip()])  # noqa: E731
+        return split
+
+    monkeypatch.setitem(sys.modules, "medspacy", types.SimpleNamespace(load=load))
+    for name in [m for m in sys.modules if m == "RaTEScore" or m.startswith("RaTEScore.")]:
+        monkeypatch.delitem(sys.modules, name)
+    pytest.importorskip("RaTEScore")
+
+    labels = ["O", "B-ABNORMALITY", "I-ABNORMALITY", "B-ANATOMY", "I-ANATOMY"]
+    config = BertConfig.from_pretrained(tiny_bert, num_labels=5, id2label=dict(enumerate(labels)),
+                                        label2id={label: i for i, label in enumerate(labels)})
+    tagger = AutoModelForTokenClassification.from_config(config)
+    with torch.no_grad():  # every word piece is its own ABNORMALITY entity
+        tagger.classifier.weight.zero_()
+        tagger.classifier.bias.copy_(torch.tensor([0, 5.0, 0, 0, 0]))
+    tagger.save_pretrained(tmp_path / "ner")
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(tmp_path / "ner")
+
+    from transformers import AutoModel
+
+    AutoModel.from_config(BertConfig.from_pretrained(tiny_bert)).save_pretrained(tmp_path / "synonyms")
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(tmp_path / "synonyms")
+    metric = load_metric("ratescore", ner_model=str(tmp_path / "ner"), eval_model=str(tmp_path / "synonyms"))
+    scores = metric.per_sample(["mild cardiomegaly. small effusion", "pneumothorax"],
+                               ["mild cardiomegaly. small effusion", "clear lungs"])["ratescore/score"]
+    assert scores[0] == pytest.approx(1.0, abs=1e-6)  # the same entities on both sides
+    assert 0 < scores[1] < 1

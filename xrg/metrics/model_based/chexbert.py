@@ -10,7 +10,8 @@ Weights: the release f1chexbert and RadEval download, `chexbert.pth` of Stanford
 and bert-base-uncased's config and tokenizer, all through the Hugging Face hub (or its cache with
 `HF_HUB_OFFLINE=1`); or local paths. This labeler stays xrg's own: f1chexbert 0.0.2 tokenizes
 with `encode_plus`, which transformers 5 removed, and its download passes an argument
-huggingface_hub 1.0 removed. A test shows that on the same weights it gives f1chexbert's labels.
+huggingface_hub 1.0 removed. A test shows that on the same weights (a checkpoint in the release's
+layout) it gives the labels of RadEval's transformers-5 copy of f1chexbert.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class ChexbertLabeler(nn.Module):
         # the release was saved from nn.DataParallel: keys start with "module."
         state = {key.removeprefix("module."): value for key, value in state.items()}
         state.pop("bert.embeddings.position_ids", None)
+        # The release's BERT has a pooler CheXbert never reads (the heads sit on the [CLS] state).
+        state = {key: value for key, value in state.items() if not key.startswith("bert.pooler.")}
         self.load_state_dict(state, strict=True)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
