@@ -63,6 +63,11 @@ def download_weights(name: Literal["biovil_t", "biovil"]) -> str:
 
 
 class BioVilImageEncoder(ImageEncoder):
+    """BioViL-T / BioViL image model (hi-ml-multimodal): patch-grid tokens, their mean pooled.
+
+    `pretrained`: the released weights from the hub; `checkpoint`: that file already on disk;
+    neither: random weights of the same architecture."""
+
     def __init__(
         self,
         model: Literal["biovil_t", "biovil"] = "biovil_t",
