@@ -81,7 +81,5 @@ def test_chat_help_and_bad_image(tmp_path, capsys, chain):
     with pytest.raises(SystemExit) as exit_info:
         main(["chat", "--help"])
     assert exit_info.value.code == 0 and "--ckpt" in capsys.readouterr().out
-    from xrg.data.errors import DataError
-
-    with pytest.raises(DataError, match="does not exist"):
-        main(["chat", "--ckpt", str(chain["instruct"]), "--image", str(tmp_path / "missing.png"), "--ask", "x"])
+    assert main(["chat", "--ckpt", str(chain["instruct"]), "--image", str(tmp_path / "missing.png"), "--ask", "x"]) == 2
+    assert capsys.readouterr().err == f"xrg chat: error: image {tmp_path / 'missing.png'} does not exist\n"

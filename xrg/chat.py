@@ -11,13 +11,14 @@ is no pneumothorax", "Explain it simply". From Python:
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from xrg.cli import CommandParser
+from xrg.data.errors import CheckpointError
 
 
 class Session:
@@ -25,9 +26,7 @@ class Session:
     prompt; `images` is `[V, C, H, W]` already transformed as in training. The image is encoded once."""
 
     def __init__(self, model, images: torch.Tensor, **generate_kwargs: Any) -> None:
-        if getattr(model, "prompt", None) is None or not hasattr(model, "encode"):
-            raise ValueError(f"{type(model).__name__} is not an LLM report model (needs an LLM decoder and a prompt); "
-                             "chat needs e.g. RaDialog's llm or instruct stage")
+        _require_chat_model(model)
         self.model = model.eval()
         self.generate_kwargs = generate_kwargs
         self.history: list[tuple[str, str]] = []
@@ -44,6 +43,10 @@ class Session:
         from xrg import load
 
         model = load(checkpoint)
+        try:
+            _require_chat_model(model)
+        except CheckpointError as error:
+            raise CheckpointError(f"{checkpoint}: {error}") from None
         return cls(model, model.preparation.views(list(image_paths), "chat"), **generate_kwargs)
 
     def _reply(self, prompt: str) -> str:
@@ -65,8 +68,14 @@ class Session:
         return answer
 
 
+def _require_chat_model(model) -> None:
+    if getattr(model, "prompt", None) is None or not hasattr(model, "encode"):
+        raise CheckpointError(f"{type(model).__name__} is not an LLM report model (needs an LLM decoder and a "
+                              "prompt); chat needs e.g. RaDialog's llm or instruct stage")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="xrg chat", description="Talk with a trained LLM report model about an image.")
+    parser = CommandParser(prog="xrg chat", description="Talk with a trained LLM report model about an image.")
     parser.add_argument("--ckpt", required=True, help="checkpoint written by `xrg fit` (LLM report / instruction stage)")
     parser.add_argument("--image", action="append", required=True, help="image file; repeat for more views")
     parser.add_argument("--ask", action="append", default=[], help="follow-up question(s) to answer, then exit")

@@ -5,8 +5,12 @@ One `main(args=None)` serves the console script, the tests and notebooks (torchg
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import os
 import sys
+
+from xrg.data.errors import DataError
 
 # Extra sub-commands, imported only when used so `xrg fit` never pays for them.
 # Each module exposes `main(argv: list[str]) -> int | None`.
@@ -20,17 +24,60 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 
 def _print_overview() -> None:
-    print("usage: xrg <command> [options]\n\ncommands:")
+    print("usage: xrg <command> [options] [--debug]\n\ncommands:")
     for name in LIGHTNING_COMMANDS:
         print(f"  {name:<10} LightningCLI `{name}` (see `xrg {name} --help`)")
     for name, (_, help_text) in EXTRA_COMMANDS.items():
         print(f"  {name:<10} {help_text}")
-    print()
+    print("\nA mistake in the input (data, recipe, checkpoint, path) is one line on stderr and exit code 2;")
+    print("--debug (or XRG_DEBUG=1) shows its traceback instead.\n")
+
+
+# Mistakes in what the user gave (data, recipe, command line, checkpoint, paths): one line, exit 2.
+# Everything else is a bug in xrg or a library and keeps its traceback.
+USER_ERRORS = (DataError, argparse.ArgumentError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+               PermissionError)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse for the extra sub-commands: a usage mistake raises (one line from `main`) instead
+    of printing the whole usage block and exiting."""
+
+    def error(self, message: str):
+        hint = f" (see `{self.prog} --help`)"
+        raise argparse.ArgumentError(None, message if message.endswith(hint) else message + hint)
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line. An error re-raised from a DataLoader worker carries the
+    worker's traceback as text: only its last line (the original message) is kept."""
+    text = str(error).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1].split(": ", 1)[-1]
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def main(args: list[str] | None = None) -> int | None:
+    """Runs one `xrg` command; returns its exit code (2 for a user error, printed as one line)."""
     explicit = args is not None
     args = list(sys.argv[1:] if args is None else args)
+    debug = "--debug" in args or os.environ.get("XRG_DEBUG", "") not in ("", "0")
+    if "--debug" in args:
+        args = [arg for arg in args if arg != "--debug"]
+        if not explicit:
+            sys.argv = [sys.argv[0], *args]
+    command = args[0] if args and args[0] in (*EXTRA_COMMANDS, *LIGHTNING_COMMANDS) else ""
+    try:
+        return _run(args, explicit)
+    except USER_ERRORS as error:
+        if debug:
+            raise
+        prefix = f"xrg {command}" if command else "xrg"
+        print(f"{prefix}: error: {one_line(error)}", file=sys.stderr)
+        return 2
+
+
+def _run(args: list[str], explicit: bool) -> int | None:
     if args and args[0] in EXTRA_COMMANDS:
         module = importlib.import_module(EXTRA_COMMANDS[args[0]][0])
         return module.main(args[1:])

@@ -3,17 +3,23 @@ embedded in every checkpoint, and `predict` writing JSONL."""
 
 from __future__ import annotations
 
+import importlib
 import os
+import re
+from argparse import ArgumentError
 from pathlib import Path
 
 import lightning as L
-import torch
 import yaml
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 import xrg.blocks  # noqa: F401  every block kind, so recipes name blocks by short class name
 from xrg.callbacks import EmbedConfig, JsonlPredictionWriter, WriteHeatmaps
+from xrg.checkpoints import read_checkpoint
 from xrg.data import ReportDataModule
+from xrg.data.errors import CheckpointError, ConfigError, DataError
+from xrg.loading import task_config
 from xrg.tasks import XrgTask
 
 
@@ -48,34 +54,58 @@ class XrgCLI(LightningCLI):
             "(models with a findings / concept / perception head)",
         )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        import sys
+
+        _check_config_files(sys.argv[1:] if args is None else args)
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as error:
+            raise ConfigError(config_error_message(str(error))) from None
+
     def _parse_ckpt_path(self) -> None:
-        """Besides the model (Lightning's default), take the data config from the checkpoint when
-        the command gave none, so `xrg predict --ckpt_path X` runs on its own."""
-        super()._parse_ckpt_path()
+        """The model config comes from the checkpoint (Lightning's rule), and the data config too
+        when the command gave none, so `xrg predict --ckpt_path X` runs on its own. A checkpoint of
+        another task than the recipe's model is refused: Lightning would silently run the
+        checkpoint's task under the recipe's name."""
         subcommand = self.config.get("subcommand")
-        if not subcommand:
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or (ckpt_path in LIGHTNING_CKPT_NAMES and not Path(ckpt_path).exists()):
             return
         section = self.config[subcommand]
-        ckpt_path = section.get("ckpt_path")
-        if section.get("data") is not None or not ckpt_path or not Path(ckpt_path).is_file():
-            return
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        checkpoint = read_checkpoint(ckpt_path)
+        recipe_model = section.get("model")
+        if recipe_model is None or "_class_path" in (checkpoint.get("hyper_parameters") or {}):
+            hparams = task_config(checkpoint, ckpt_path)
+            class_path = hparams.pop("_class_path")
+            if recipe_model is not None and _resolve(recipe_model.class_path) is not _resolve(class_path):
+                raise CheckpointError(
+                    f"{ckpt_path} is a {_short(class_path)} checkpoint, but the recipe's model is "
+                    f"{_short(recipe_model.class_path)}; give a {_short(recipe_model.class_path)} checkpoint, "
+                    f"or leave out --config to {subcommand} the checkpoint's own task"
+                )
+            self._merge_from_checkpoint(ckpt_path, "model", {"class_path": class_path, "dict_kwargs": hparams})
         data = dict(checkpoint.get("datamodule_hyper_parameters") or {})
         data.pop("_instantiator", None)
-        class_path = data.pop("_class_path", None)
-        if class_path:
-            self.config = self.parser.parse_object(
-                {subcommand: {"data": {"class_path": class_path, "init_args": data}}}, self.config
-            )
+        data_class_path = data.pop("_class_path", None)
+        if section.get("data") is None and data_class_path:
+            self._merge_from_checkpoint(ckpt_path, "data", {"class_path": data_class_path, "init_args": data})
+
+    def _merge_from_checkpoint(self, ckpt_path: str, key: str, value: dict) -> None:
+        try:
+            self.config = self.parser.parse_object({self.config["subcommand"]: {key: value}}, self.config)
+        except ArgumentError as error:
+            raise CheckpointError(f"{ckpt_path}: its {key} config does not fit this xrg "
+                                  f"({config_error_message(str(error))})") from None
 
     def _images_datamodule(self, section) -> L.LightningDataModule:
         """`--images`: studies from files or folders, prepared as the checkpoint's data module prepared images."""
         from xrg.data.studies import ImagePreparation, ImageStudiesDataModule
 
         ckpt_path = section.get("ckpt_path")
-        if not ckpt_path or not Path(ckpt_path).is_file():
-            raise SystemExit(f"xrg predict: --images needs --ckpt_path of a trained model (got {ckpt_path!r})")
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if not ckpt_path:
+            raise ConfigError("--images needs --ckpt_path of a trained model")
+        checkpoint = read_checkpoint(ckpt_path)
         data = checkpoint.get("datamodule_hyper_parameters") or {}
         batch_size = data.get("eval_batch_size") or data.get("batch_size") or 8
         return ImageStudiesDataModule(section["images"], ImagePreparation.from_checkpoint(checkpoint, ckpt_path), batch_size)
@@ -91,13 +121,27 @@ class XrgCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         section = self.config[self.subcommand] if self.subcommand else self.config
         if self.subcommand != "predict" and (section.get("images") or section.get("explain")):
-            raise SystemExit(f"xrg {self.subcommand}: --images and --explain belong to `xrg predict`")
+            raise ConfigError("--images and --explain belong to `xrg predict`")
         for key in ("model",) if section.get("images") else ("model", "data"):
             if section.get(key) is None:
-                raise SystemExit(f"xrg {self.subcommand or ''}: no {key} given; pass --config RECIPE.yaml or --ckpt_path")
+                raise ConfigError(f"no {key} given; pass --config RECIPE.yaml, --{key} CLASS or --ckpt_path "
+                                  "CHECKPOINT (written by `xrg fit`)")
         self._config_yaml = self.parser.dump(self.config, skip_none=False)
 
+    def instantiate_classes(self) -> None:
+        """Errors a block's constructor raises on the values it was given are config errors."""
+        try:
+            super().instantiate_classes()
+        except DataError:
+            raise
+        except (ValueError, TypeError, KeyError, ImportError, MisconfigurationException) as error:
+            raise ConfigError(f"cannot build the recipe's classes: {config_error_message(str(error))}") from None
+
     def after_instantiate_classes(self) -> None:
+        if self.subcommand == "predict" and type(self.model).predict_step is L.LightningModule.predict_step:
+            origin = f"the checkpoint {self.config.predict.ckpt_path}" if self.config.predict.get("ckpt_path") else "the recipe"
+            raise CheckpointError(f"{origin} holds a {type(self.model).__name__}, which writes no predictions; "
+                                  "`xrg predict` needs a report model (use `xrg test` to score this one)")
         trainer = self.trainer
         config = yaml.safe_load(self._config_yaml)
         if self.subcommand:
@@ -113,6 +157,18 @@ class XrgCLI(LightningCLI):
             trainer.callbacks.append(JsonlPredictionWriter(path))
 
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except MisconfigurationException as error:  # Lightning's word for a trainer setting that cannot work
+            raise ConfigError(str(error)) from None
+        except CheckpointError as error:  # raised while loading weights, which does not know the file
+            ckpt_path = self.config[subcommand].get("ckpt_path")
+            if ckpt_path and str(ckpt_path) not in str(error):
+                raise CheckpointError(f"{ckpt_path}: {error}") from None
+            raise
+
+
 def default_loggers(root: str) -> list:
     """CSV and (when installed) TensorBoard loggers writing into one version folder."""
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -125,6 +181,76 @@ def default_loggers(root: str) -> list:
     return [csv, TensorBoardLogger(root, version=csv.version, default_hp_metric=False)]
 
 
+def _check_config_files(args: list[str]) -> None:
+    """Each `--config FILE` must be readable YAML; jsonargparse would report a YAML error in
+    "<unicode string>" without saying which file."""
+    paths = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--config"]
+    paths += [arg.split("=", 1)[1] for arg in args if arg.startswith("--config=")]
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise ConfigError(f"--config {path}: file not found" if not path.exists() else f"--config {path}: not a file")
+        try:
+            yaml.safe_load(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"{path}: not a UTF-8 text file ({error.reason} at byte {error.start})") from None
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+            raise ConfigError(f"{path}{where}: not valid YAML ({getattr(error, 'problem', None) or error})") from None
+
+
+_NOISE = ("Does not validate against any of", "Subtypes:", "Errors:", "Given value type:", "Given value:")
+
+
+def config_error_message(text: str) -> str:
+    """jsonargparse's nested, many-line report as one line: the dotted key, then what was wrong.
+
+    "Parser key "model": ... Problem with given class_path 'ReportGeneration': Parser key
+    "decoder": ... Parser key "dim": Expected a <class 'int'>. Got value: big" becomes
+    "model (ReportGeneration).decoder (TransformerDecoder).dim: Expected a <class 'int'>. Got value: big".
+    """
+    if "given class_path 'xrg.tasks.XrgTask'" in text:  # options given, but no task class to take them
+        return ("model: no class_path given, so its options cannot be read; name the task first "
+                "(`model: {class_path: ReportGeneration, init_args: ...}` in the recipe, or --model ReportGeneration)")
+    unknown = re.search(r"Expected a dot import path string: (\S+)", text)
+    if unknown:
+        key = re.match(r'Parser key "(.+?)"', text.strip())
+        return (f"{key.group(1) if key else 'class_path'}: no class named {unknown.group(1)!r}; expected an xrg "
+                "class by its short name (e.g. ReportGeneration, TransformerDecoder) or a dotted import path")
+    keys: list[str] = []
+    details: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip().lstrip("-").strip()
+        key = re.fullmatch(r'Parser key "(.+?)":\s*(.*)', line)
+        if key:
+            keys.append(key.group(1))
+            line = key.group(2)
+        problem = re.fullmatch(r"Problem with given class_path '(.+?)':\s*(.*)", line)
+        if problem and keys:
+            keys[-1] += f" ({_short(problem.group(1))})"
+            line = problem.group(2)
+        if line and not line.startswith(_NOISE) and "NoneType" not in line:
+            details.append(line)
+    detail = " ".join(details) or text.strip().splitlines()[0]
+    return f"{'.'.join(keys)}: {detail}" if keys else detail
+
+
+# `ckpt_path` values Lightning resolves itself instead of reading a file.
+LIGHTNING_CKPT_NAMES = ("last", "best", "hpc", "registry")
+
+
+def _resolve(class_path: str) -> type | None:
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
+def _short(class_path: str) -> str:
+    return class_path.rpartition(".")[2]
+
+
 def run_lightning_cli(args: list[str] | None) -> XrgCLI:
     return XrgCLI(
         # xrg's own bases: recipes say `class_path: ReportGeneration`, `class_path: ReportDataModule`
@@ -135,4 +261,6 @@ def run_lightning_cli(args: list[str] | None) -> XrgCLI:
         save_config_kwargs={"overwrite": True},
         args=args,
         auto_configure_optimizers=False,  # tasks take optimizer/scheduler callables themselves
+        # A config mistake raises (one line from `xrg.cli.main`) instead of printing all the usage.
+        parser_kwargs={"exit_on_error": False},
     )

@@ -5,6 +5,7 @@ from safetensors.torch import save_file
 from xrg.blocks.decoders import TransformerDecoder
 from xrg.blocks.encoders import TimmImageEncoder
 from xrg.checkpoints import load_block_weights
+from xrg.data.errors import CheckpointError
 from xrg.data.tokenizers import WordTokenizer
 from xrg.tasks import ReportGeneration, StageInit
 
@@ -53,9 +54,9 @@ def test_safetensors_files_load_too(tmp_path):
 
 def test_wrong_prefix_and_missing_file_are_clear(tmp_path):
     path = _lightning_checkpoint(_task(), tmp_path / "stage1.ckpt")
-    with pytest.raises(KeyError, match="no weights under 'encoder.'.*image_encoder"):
+    with pytest.raises(CheckpointError, match="no weights under 'encoder.'.*image_encoder"):
         load_block_weights(TimmImageEncoder("test_resnet"), path, "encoder")
-    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
+    with pytest.raises(CheckpointError, match="nope.ckpt does not exist"):
         load_block_weights(TimmImageEncoder("test_resnet"), tmp_path / "nope.ckpt", "image_encoder")
     task = _task(init_from=StageInit(str(path), {"text_encoder": "x"}))
     with pytest.raises(ValueError, match="text_encoder"):

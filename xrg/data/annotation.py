@@ -52,7 +52,26 @@ def read_annotation(path: str | Path) -> dict[str, list[Study]]:
     raw = read_json(path, "annotation")
     if not isinstance(raw, dict) or not any(split in raw for split in SPLITS):
         raise DataError(f"{path}: expected an object with keys {list(SPLITS)}, got {type(raw).__name__}")
-    return {split: [_parse_item(item, path, split, i) for i, item in enumerate(raw.get(split, []))] for split in SPLITS}
+    annotation = {}
+    for split in SPLITS:
+        items = raw.get(split, [])
+        if not isinstance(items, list):
+            raise DataError(f"{path} [{split}]: expected a list of studies, got {type(items).__name__}")
+        annotation[split] = [_parse_item(item, path, split, i) for i, item in enumerate(items)]
+    _refuse_duplicate_ids(annotation, path)
+    return annotation
+
+
+def _refuse_duplicate_ids(annotation: dict[str, list[Study]], path: Path) -> None:
+    """A study listed twice is trained on twice, or tested on what was trained on (leakage)."""
+    seen: dict[str, str] = {}
+    for split, studies in annotation.items():
+        for index, study in enumerate(studies):
+            where = f"[{split}][{index}]"
+            if study.id in seen:
+                raise DataError(f"{path}: study id {study.id!r} appears twice, at {seen[study.id]} and {where}; "
+                                "expected unique ids across all splits")
+            seen[study.id] = where
 
 
 def _parse_item(item: Any, path: Path, split: str, index: int) -> Study:

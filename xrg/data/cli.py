@@ -10,18 +10,18 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import sys
 import time
 from pathlib import Path
 
+from xrg.cli import CommandParser
 from xrg.data.errors import DataError
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xrg data", description="Build datasets.")
+def _parser() -> CommandParser:
+    parser = CommandParser(prog="xrg data", description="Build datasets.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("instruct", help="instruction-tuning JSONL from an annotation + labels (see `xrg data instruct -h`)")
     commands.add_parser("mimic-cxr", help="annotation + labels from MIMIC-CXR's official files (see `xrg data mimic-cxr -h`)")
@@ -80,9 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             out = generate_benchmark(args.out, args.num_studies, split_fractions=tuple(args.split_fractions), **options)
         else:
             out = render_for_annotation(args.annotation, args.labels, args.out, **options)
-    except (DataError, ValueError) as error:
-        print(f"xrg data {args.command}: error: {error}")
-        return 2
+    except ValueError as error:  # a bad option value (e.g. --num-studies 0): the user's input too
+        raise DataError(str(error)) if not isinstance(error, DataError) else error from None
     seconds = time.perf_counter() - start
     studies = len(json.loads((out / "labels.json").read_text(encoding="utf-8")))
     print(f"{studies} studies in {seconds:.1f} s ({studies / seconds:.0f} studies/s) -> {out}")

@@ -104,8 +104,11 @@ class ReportDataModule(L.LightningDataModule):
         self.labels_path = str(Path(root) / "labels.json")
 
     def setup(self, stage: str | None = None) -> None:
-        if self.datasets:
-            return
+        if not self.datasets:
+            self._build_datasets()
+        self._require_split(stage)
+
+    def _build_datasets(self) -> None:
         if self.synthetic is not None:
             self._ensure_synthetic()  # cached: only reads the stamp on ranks that did not generate
         annotation = read_annotation(self.annotation_path)
@@ -122,8 +125,18 @@ class ReportDataModule(L.LightningDataModule):
                 annotation[split], image_dir, transform, self.cleaner, labels, hp.max_views, hp.on_bad_study,
                 hp.image_window, hp.prior_views,
             )
-        if not self.datasets["train"].studies and stage in (None, "fit"):
-            raise DataError(f"{self.annotation_path}: the train split has no usable studies")
+
+    def _require_split(self, stage: str | None) -> None:
+        """The split a stage runs on must have studies: `xrg test` on an annotation without a test
+        split would otherwise 'pass' having tested nothing."""
+        split = {None: "train", "fit": "train", "validate": "val", "test": "test",
+                 "predict": self.hparams.predict_split}.get(stage)
+        if split is None or self.datasets[split].studies:
+            return
+        skipped = len(self.datasets[split].skipped)
+        why = f"all {skipped} were skipped as bad (see the warnings)" if skipped else "it lists no studies"
+        raise DataError(f"{self.annotation_path}: the {split!r} split has no usable studies ({why}); "
+                        f"`xrg {getattr(stage, 'value', stage) or 'fit'}` needs at least one")
 
     def train_reports(self) -> list[str]:
         """Cleaned training reports: what a word vocabulary or BPE tokenizer is fitted on."""

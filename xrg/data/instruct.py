@@ -24,13 +24,13 @@ annotations that R2Gen-format data lacks, so they are not built.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from xrg.cli import CommandParser
 from xrg.data.errors import DataError
 from xrg.data.jsonl import read_jsonl_objects
 from xrg.data.labels import CHEXPERT_LABELS
@@ -162,7 +162,7 @@ def studies_from_files(annotation: str | Path, labels: str | Path, split: str, c
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="xrg data instruct", description=__doc__.split("\n\n")[0])
+    parser = CommandParser(prog="xrg data instruct", description=__doc__.split("\n\n")[0])
     parser.add_argument("--annotation", required=True, help="R2Gen annotation.json")
     parser.add_argument("--labels", required=True, help="labels JSON (study id -> 14 CheXpert codes)")
     parser.add_argument("--out", required=True, help="instruction JSONL to write")

@@ -29,3 +29,16 @@ def read_jsonl_objects(path: str | Path, what: str = "JSONL") -> Iterator[tuple[
         if not isinstance(row, dict):
             raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
         yield where, row
+
+
+# Reports go through the rule labeler, whose cost grows with the square of a sentence's length
+# (a 3,000-word sentence takes ~40 s on one core); real reports stay under a few hundred words.
+MAX_REPORT_WORDS = 1000
+
+
+def check_report_length(where: str, key: str, text: str) -> None:
+    """Refuse a report far longer than any radiology report (a runaway generation, a pasted file)."""
+    words = len(text.split())
+    if words > MAX_REPORT_WORDS:
+        raise DataError(f"{where}: {key!r} has {words:,} words; expected a report of at most "
+                        f"{MAX_REPORT_WORDS:,} words (a runaway generation?)")

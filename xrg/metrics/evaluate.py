@@ -13,16 +13,16 @@ an approximate-randomisation p-value (`xrg.metrics.bootstrap`).
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from xrg.cli import CommandParser
 from xrg.data.cleaning import CLEANERS, get_cleaner
 from xrg.data.errors import DataError
-from xrg.data.jsonl import read_jsonl_objects
+from xrg.data.jsonl import check_report_length, read_jsonl_objects
 from xrg.metrics.bootstrap import (BOOTSTRAP_NOTE, COMPARE_NOTE, bootstrap_intervals, concatenate_stats, labels_scorer,
                                    mean_scorer, paired_comparison)
 from xrg.metrics.nlg.scores import METRICS, pair_stats, score_pairs
@@ -41,6 +41,7 @@ def read_predictions(path: Path) -> list[dict[str, str]]:
         for key in ("generated", "reference"):
             if not isinstance(row[key], str):
                 raise DataError(f"{where}: {key!r} must be a string, got {type(row[key]).__name__}")
+            check_report_length(where, key, row[key])
         if not row["reference"].strip():
             raise DataError(f"{where}: empty 'reference' for study {row['id']!r}")
         study = str(row["id"])
@@ -195,8 +196,8 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xrg evaluate", description=__doc__.split("\n")[0])
+def build_parser() -> CommandParser:
+    parser = CommandParser(prog="xrg evaluate", description=__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--predictions", type=Path, help="JSONL with id, generated, reference")
     source.add_argument("--compare", type=Path, nargs=2, metavar=("A", "B"),

@@ -20,7 +20,8 @@ from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from lightning.pytorch.utilities.parsing import _get_init_args
 
 from xrg.blocks.base import Block, VocabularyOwner
-from xrg.checkpoints import load_block_weights
+from xrg.checkpoints import describe_mismatch, load_block_weights
+from xrg.data.errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class XrgTask(L.LightningModule):
                 block = self.get_submodule(name)
             except AttributeError:
                 blocks = [n for n, m in self.named_children()]
-                raise ValueError(f"frozen names {name!r}, which this task does not have; its blocks: {blocks}") from None
+                raise ConfigError(f"frozen names {name!r}, which this task does not have; its blocks: {blocks}") from None
             if isinstance(block, Block):
                 block.freeze()
             else:
@@ -124,12 +125,23 @@ class XrgTask(L.LightningModule):
         self.prepare_vocabularies(stage)
         self.apply_frozen()
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """PyTorch's, with weights that do not fit this task (another architecture, another task's
+        checkpoint) reported as one `CheckpointError` line instead of a list of every key."""
+        try:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        except RuntimeError as error:
+            if "state_dict" not in str(error):  # not a key / shape mismatch: a real failure
+                raise
+            raise CheckpointError(f"the weights do not fit this {type(self).__name__}: "
+                                  f"{describe_mismatch(self, state_dict)}") from None
+
     def load_stage_init(self, init: StageInit) -> None:
         for attribute, prefix in init.blocks.items():
             try:  # a dotted name reaches a block inside a block, e.g. "perception.joint"
                 block = self.get_submodule(attribute)
             except AttributeError:
-                raise ValueError(f"init_from names block {attribute!r}, which this task does not have") from None
+                raise ConfigError(f"init_from names block {attribute!r}, which this task does not have") from None
             load_block_weights(block, init.checkpoint, prefix)
             log.info("initialised %s from %s [%s]", attribute, init.checkpoint, prefix)
 

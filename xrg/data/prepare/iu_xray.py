@@ -15,12 +15,12 @@
 
 from __future__ import annotations
 
-import argparse
 import random
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
 from pathlib import Path
 
+from xrg.cli import CommandParser
 from xrg.data.errors import DataError
 from xrg.data.prepare.output import write_dataset
 from xrg.data.prepare.sections import canonical_name, report_section
@@ -82,7 +82,7 @@ def prepare(reports: Path, images: Path, out: Path, section: str = "findings",
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="xrg data iu-xray", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="xrg data iu-xray", description=__doc__.splitlines()[0])
     parser.add_argument("--reports", type=Path, required=True, help="folder of Open-i XML reports (ecgen-radiology)")
     parser.add_argument("--images", type=Path, required=True, help="folder of Open-i PNG images (NLMCXR_png)")
     parser.add_argument("--out", type=Path, required=True, help="folder for annotation.json and labels.json")

@@ -18,12 +18,12 @@ are skipped and counted in the summary line.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import zipfile
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from xrg.cli import CommandParser
 from xrg.data.errors import DataError
 from xrg.data.labels import CHEXPERT_LABELS
 from xrg.data.prepare.output import write_dataset
@@ -141,7 +141,7 @@ def previous_studies(studies: dict[str, dict]) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="xrg data mimic-cxr", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="xrg data mimic-cxr", description=__doc__.splitlines()[0])
     parser.add_argument("--reports", type=Path, required=True, help="mimic-cxr-reports.zip or its extracted folder")
     parser.add_argument("--split", type=Path, required=True, help="mimic-cxr-2.0.0-split.csv")
     parser.add_argument("--metadata", type=Path, required=True, help="mimic-cxr-2.0.0-metadata.csv")

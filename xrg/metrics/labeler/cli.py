@@ -6,12 +6,12 @@ with codes 1 / 0 / -1 / null. A bad line stops the run with its line number.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
+from xrg.cli import CommandParser
 from xrg.data.errors import DataError
-from xrg.data.jsonl import read_jsonl_objects
+from xrg.data.jsonl import check_report_length, read_jsonl_objects
 from xrg.metrics.labeler.rules import ChexpertRulesLabeler
 
 
@@ -20,12 +20,13 @@ def read_reports(path: Path) -> list[tuple[object, str]]:
     for where, row in read_jsonl_objects(path, "reports"):
         if "id" not in row or not isinstance(row.get("report"), str):
             raise DataError(f'{where}: expected an object with "id" and a string "report"')
+        check_report_length(where, "report", row["report"])
         rows.append((row["id"], row["report"]))
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="xrg label", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="xrg label", description=__doc__.splitlines()[0])
     parser.add_argument("--input", type=Path, required=True, help='JSONL with {"id", "report"} per line')
     parser.add_argument("--output", type=Path, required=True, help='JSONL with {"id", "labels"} per line')
     args = parser.parse_args(argv)
