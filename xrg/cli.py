@@ -11,6 +11,7 @@ import os
 import sys
 
 from xrg.data.errors import DataError
+from xrg.metrics.model_based._loading import MissingPackageError
 
 # Extra sub-commands, imported only when used so `xrg fit` never pays for them.
 # Each module exposes `main(argv: list[str]) -> int | None`.
@@ -35,8 +36,9 @@ def _print_overview() -> None:
 
 # Mistakes in what the user gave (data, recipe, command line, checkpoint, paths): one line, exit 2.
 # Everything else is a bug in xrg or a library and keeps its traceback.
+# A missing optional package (a model-based metric's) is the user's to install: the line says how.
 USER_ERRORS = (DataError, argparse.ArgumentError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
-               PermissionError)
+               PermissionError, MissingPackageError)
 
 
 class CommandParser(argparse.ArgumentParser):

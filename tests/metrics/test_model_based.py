@@ -267,3 +267,15 @@ def test_ratescore_runs_the_package_with_tiny_models(tiny_bert, tmp_path, monkey
                                ["mild cardiomegaly. small effusion", "clear lungs"])["ratescore/score"]
     assert scores[0] == pytest.approx(1.0, abs=1e-6)  # the same entities on both sides
     assert 0 < scores[1] < 1
+
+
+@pytest.mark.parametrize("name", ["bertscore", "chexbert"])
+def test_the_xrg_command_exits_with_one_line(name, offline_hub, tmp_path, monkeypatch, capsys):
+    from xrg.cli import main as xrg
+
+    monkeypatch.setitem(sys.modules, "bert_score", None)
+    preds = _predictions(tmp_path / "p.jsonl", [("a", "b")])
+    assert xrg(["evaluate", "--predictions", str(preds), "--metrics", name, "--no-meteor"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    expected = 'pip install "xrg[bertscore]"' if name == "bertscore" else "cannot load the 'bert-base-uncased' config"
+    assert line.startswith("xrg evaluate: error: ") and expected in line
