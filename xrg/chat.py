@@ -20,7 +20,6 @@ import torch
 from xrg.cli import CommandParser
 from xrg.data.errors import CheckpointError
 
-
 class Session:
     """A dialog about one study. `model` is a `ReportGeneration` task with an LLM decoder and a
     prompt; `images` is `[V, C, H, W]` already transformed as in training. The image is encoded once."""
@@ -36,6 +35,16 @@ class Session:
             self._encoded = model.encode(batch, with_loss=False)
         self.fields = model.prompt_fields(self._encoded, 0)
         self.findings = self.fields["findings"]
+
+    @staticmethod
+    def supports(model) -> bool:
+        """Whether `model` can hold a dialog: a report task with an LLM decoder and a prompt."""
+        return getattr(model, "prompt", None) is not None and hasattr(model, "encode")
+
+    def continue_from(self, report: str) -> None:
+        """Start the conversation from a report already written for this study (the web page's),
+        so follow-ups refer to the report the user read."""
+        self.history = [("user", self.model.prompt.message(**self.fields)), ("assistant", report)]
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, image_paths: list[str | Path], **generate_kwargs: Any) -> "Session":
@@ -69,7 +78,7 @@ class Session:
 
 
 def _require_chat_model(model) -> None:
-    if getattr(model, "prompt", None) is None or not hasattr(model, "encode"):
+    if not Session.supports(model):
         raise CheckpointError(f"{type(model).__name__} is not an LLM report model (needs an LLM decoder and a "
                               "prompt); chat needs e.g. RaDialog's llm or instruct stage")
 

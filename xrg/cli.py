@@ -20,6 +20,7 @@ EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("xrg.metrics.evaluate", "score predictions JSONL with NLG and clinical-efficacy metrics"),
     "label": ("xrg.metrics.labeler.cli", "label reports with the rule-based CheXpert labeler"),
     "chat": ("xrg.chat", "talk with a trained model about an image"),
+    "serve": ("xrg.serve", "a local web page: upload a study, read its report, findings and heatmaps, ask"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 

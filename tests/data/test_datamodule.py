@@ -107,3 +107,14 @@ def test_eval_transform_is_deterministic_and_rgb(tiny_dataset):
     a, b = dm.datasets["val"][0]["images"], dm.datasets["val"][0]["images"]
     assert torch.equal(a, b) and a.shape[1] == 3
     assert Image.open(tiny_dataset / "images" / "study_000" / "0.png").mode == "L"
+
+
+def test_a_python_built_synthetic_module_checkpoints_as_plain_values(tmp_path):
+    """Its hyperparameters load with weights_only=True (xrg.load, report()) and rebuild the module."""
+    from xrg.data import SyntheticBenchmark
+
+    benchmark = SyntheticBenchmark(root=str(tmp_path / "bench"), num_studies=12, image_size=32)
+    module = ReportDataModule(synthetic=benchmark, image_size=32, resize=36)
+    torch.save({"datamodule_hyper_parameters": dict(module.hparams)}, tmp_path / "x.ckpt")
+    hparams = torch.load(tmp_path / "x.ckpt", weights_only=True)["datamodule_hyper_parameters"]
+    assert ReportDataModule(**hparams).synthetic == benchmark

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -79,7 +79,13 @@ class ReportDataModule(L.LightningDataModule):
         prior_views: int = 0,
     ) -> None:
         super().__init__()
+        if isinstance(synthetic, dict):  # as a checkpoint's hyperparameters keep it
+            synthetic = SyntheticBenchmark(**synthetic)
         self.save_hyperparameters()
+        if isinstance(synthetic, SyntheticBenchmark):
+            # Plain values in the checkpoint: a module built in Python (a notebook) otherwise
+            # pickles the dataclass, and `torch.load(weights_only=True)` refuses the checkpoint.
+            self.hparams["synthetic"] = asdict(synthetic)
         if (annotation_path is None) == (synthetic is None):
             raise ValueError("ReportDataModule needs exactly one of `annotation_path` or `synthetic`")
         self.synthetic = synthetic
