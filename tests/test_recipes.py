@@ -71,3 +71,12 @@ def test_paper_size_recipes_are_tuned_for_gpus(recipe):
     decoder = config["model"]["init_args"].get("decoder", {})
     if decoder.get("class_path") == "CausalLMDecoder" and decoder["init_args"].get("lora"):
         assert decoder["init_args"]["gradient_checkpointing"] is True
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=_id)
+def test_no_recipe_turns_the_progress_bar_off(recipe):
+    """A person waiting on a fit sees Lightning's rich progress bar; batch jobs use XRG_QUIET=1 instead."""
+    import yaml
+
+    trainer = yaml.safe_load(recipe.read_text()).get("trainer") or {}
+    assert trainer.get("enable_progress_bar", True) is not False

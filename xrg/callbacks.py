@@ -122,3 +122,34 @@ def _safe_name(name: str) -> str:
     """A file name from a study id or finding ("Enlarged Cardiomediastinum" -> "Enlarged_Cardiomediastinum")."""
     cleaned = "".join(c if c.isalnum() or c in "-." else "_" for c in name).strip("._")
     return cleaned or "study"
+
+
+class EpochSummary(L.Callback):
+    """One line per validation epoch with the headline validation metrics (and the last training
+    loss), printed above the live progress bar and kept in the scrollback, e.g.
+
+        epoch 3  train/loss 2.114  val/loss 2.301  val/nlg/bleu_4 0.081  val/ce/chexpert-rules/macro14/f1 0.213
+
+    The `xrg` CLI adds it to every fit and validate (it is not a recipe's choice)."""
+
+    HEADLINE = ("loss", "nlg/bleu_4", "nlg/meteor", "nlg/rouge_l", "nlg/cider", "ce/chexpert-rules/macro14/f1", "auc_mean")
+
+    def __init__(self, max_metrics: int = 8) -> None:
+        self.max_metrics = max_metrics
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        line = summary_line(trainer.callback_metrics, "val", self.HEADLINE, self.max_metrics)
+        if line:
+            train_loss = trainer.callback_metrics.get("train/loss")
+            head = f"epoch {trainer.current_epoch}" + (f"  train/loss {float(train_loss):.4g}" if train_loss is not None else "")
+            pl_module.print(f"{head}  {line}")
+
+
+def summary_line(metrics: dict[str, Any], prefix: str, headline: tuple[str, ...], limit: int) -> str:
+    """The `prefix/` metrics named in `headline` (in that order), else the first single-level ones."""
+    chosen = [f"{prefix}/{name}" for name in headline if f"{prefix}/{name}" in metrics]
+    if len(chosen) < 2:  # a task with other metrics (recall@k, AUC per label...): its short keys
+        chosen += [k for k in metrics if k.startswith(prefix + "/") and k.count("/") == 1 and k not in chosen]
+    return "  ".join(f"{key} {float(metrics[key]):.4g}" for key in chosen[:limit])

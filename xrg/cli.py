@@ -12,6 +12,7 @@ import sys
 
 from xrg.data.errors import DataError
 from xrg.metrics.model_based._loading import MissingPackageError
+from xrg.progress import set_quiet, silence_known_noise
 
 # Extra sub-commands, imported only when used so `xrg fit` never pays for them.
 # Each module exposes `main(argv: list[str]) -> int | None`.
@@ -26,13 +27,14 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 
 def _print_overview() -> None:
-    print("usage: xrg <command> [options] [--debug]\n\ncommands:")
+    print("usage: xrg <command> [options] [--debug] [--quiet]\n\ncommands:")
     for name in LIGHTNING_COMMANDS:
         print(f"  {name:<10} LightningCLI `{name}` (see `xrg {name} --help`)")
     for name, (_, help_text) in EXTRA_COMMANDS.items():
         print(f"  {name:<10} {help_text}")
     print("\nA mistake in the input (data, recipe, checkpoint, path) is one line on stderr and exit code 2;")
-    print("--debug (or XRG_DEBUG=1) shows its traceback instead.\n")
+    print("--debug (or XRG_DEBUG=1) shows its traceback instead.")
+    print("--quiet (or XRG_QUIET=1): no progress bars, for batch jobs and logs.\n")
 
 
 # Mistakes in what the user gave (data, recipe, command line, checkpoint, paths): one line, exit 2.
@@ -69,6 +71,12 @@ def main(args: list[str] | None = None) -> int | None:
         args = [arg for arg in args if arg != "--debug"]
         if not explicit:
             sys.argv = [sys.argv[0], *args]
+    if "--quiet" in args:  # any command: no live progress displays, as XRG_QUIET=1 (see xrg.progress)
+        args = [arg for arg in args if arg != "--quiet"]
+        if not explicit:
+            sys.argv = [sys.argv[0], *args]
+        set_quiet()
+    silence_known_noise()
     command = args[0] if args and args[0] in (*EXTRA_COMMANDS, *LIGHTNING_COMMANDS) else ""
     try:
         return _run(args, explicit)

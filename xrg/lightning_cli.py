@@ -15,11 +15,12 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 import xrg.blocks  # noqa: F401  every block kind, so recipes name blocks by short class name
-from xrg.callbacks import EmbedConfig, JsonlPredictionWriter, WriteHeatmaps
+from xrg.callbacks import EmbedConfig, EpochSummary, JsonlPredictionWriter, WriteHeatmaps
 from xrg.checkpoints import read_checkpoint
 from xrg.data import ReportDataModule
 from xrg.data.errors import CheckpointError, ConfigError, DataError
 from xrg.loading import task_config
+from xrg.progress import quiet
 from xrg.tasks import XrgTask
 
 
@@ -116,6 +117,8 @@ class XrgCLI(LightningCLI):
         trainer_config = self._get(self.config_init, "trainer", default={})
         if trainer_config.get("logger") in (None, True) and "logger" not in kwargs:
             kwargs["logger"] = default_loggers(trainer_config.get("default_root_dir") or os.getcwd())
+        if quiet():  # XRG_QUIET=1 / --quiet: no live bar, for batch jobs (per-epoch lines stay)
+            kwargs["enable_progress_bar"] = False
         return super().instantiate_trainer(**kwargs)
 
     def before_instantiate_classes(self) -> None:
@@ -147,6 +150,8 @@ class XrgCLI(LightningCLI):
         if self.subcommand:
             config = config.get(self.subcommand, config)
         trainer.callbacks.append(EmbedConfig(yaml.safe_dump(config, sort_keys=False)))
+        if self.subcommand in ("fit", "validate"):
+            trainer.callbacks.append(EpochSummary())
         if self.subcommand == "predict":
             section = self.config[self.subcommand]
             if section.get("images"):

@@ -166,10 +166,19 @@ def format_per_label_report(report: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def label_texts(texts: Sequence[str], labeler: str = "chexpert-rules") -> Tensor:
+def label_texts(texts: Sequence[str], labeler: str = "chexpert-rules", progress: str | None = None) -> Tensor:
+    """`[N, 14]` labels of `texts`; with `progress` (a description) a progress bar follows the
+    labelling in chunks (`xrg evaluate`; never inside a training run, whose own bar is live)."""
     if labeler not in LABELERS:
         raise ValueError(f"unknown labeler {labeler!r}; expected one of {sorted(LABELERS)}")
-    return labels_to_matrix(LABELERS[labeler]()(list(texts)))
+    label = LABELERS[labeler]()
+    texts = list(texts)
+    if progress is None:
+        return labels_to_matrix(label(texts))
+    from xrg.progress import track
+
+    chunks = [texts[start:start + 256] for start in range(0, len(texts), 256)]
+    return labels_to_matrix([row for chunk in track(chunks, f"{progress} ({len(texts)} reports)") for row in label(chunk)])
 
 
 def is_empty_report(text: str) -> bool:
@@ -187,9 +196,11 @@ def score_texts(
     return ce_from_labels(label_matrix(list(generated)), label_matrix(list(references)), labeler, empty=empty)
 
 
-def clinical_efficacy(generated: list[str], references: list[str], labeler: str = "chexpert-rules") -> dict[str, float]:
+def clinical_efficacy(generated: list[str], references: list[str], labeler: str = "chexpert-rules",
+                      progress: bool = False) -> dict[str, float]:
     """CE of generated reports against references, every convention (see module docstring)."""
-    return score_texts(generated, references, lambda texts: label_texts(texts, labeler), labeler)
+    describe = "labelling" if progress else None
+    return score_texts(generated, references, lambda texts: label_texts(texts, labeler, describe), labeler)
 
 
 class ClinicalEfficacy(Metric):

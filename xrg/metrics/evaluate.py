@@ -60,7 +60,7 @@ def _clinical_efficacy(generated: list[str], references: list[str], labeler: str
     except ImportError as error:
         print(f"note: clinical efficacy unavailable ({error}); reporting NLG only")
         return {}
-    return clinical_efficacy(generated, references, labeler=labeler)
+    return clinical_efficacy(generated, references, labeler=labeler, progress=True)
 
 
 def evaluate(
@@ -150,7 +150,7 @@ def compare(
     if ce_labeler:
         from xrg.metrics.ce import label_texts
 
-        labelers.append((ce_labeler, lambda texts: label_texts(texts, ce_labeler)))
+        labelers.append((ce_labeler, lambda texts: label_texts(texts, ce_labeler, "labelling")))
     for metric in model_metrics:
         if metric.name == "chexbert":
             labelers.append(("chexbert", metric.label_matrix))

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from xrg.blocks.retrieval.base import Retriever
 from xrg.data.dataset import collate_studies
+from xrg.progress import track
 
 log = logging.getLogger(__name__)
 INDEX_FOLDER = "retrieval_index"
@@ -88,7 +89,7 @@ def build_index(retriever: Retriever, datamodule, owner: torch.nn.Module, query_
         was_training = owner.training
         owner.eval()
         chunks = []
-        for batch in loader:
+        for batch in track(loader, "embedding training studies for the retrieval index", trainer=getattr(owner, "_trainer", None)):
             batch = {k: v.to(owner.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
             chunks.append(query_fn(batch).float().cpu())
         owner.train(was_training)

@@ -84,15 +84,19 @@ def encode_png(pixels: np.ndarray) -> bytes:
 
 
 def _run(tasks: list[tuple], workers: int) -> list[dict]:
+    from xrg.progress import track
+
+    description = f"rendering {len(tasks)} studies"
     if workers <= 0 or len(tasks) < 2:
-        return [_make_study(t) for t in tasks]
+        return [_make_study(t) for t in track(tasks, description)]
     # fork where the platform has it: workers only touch numpy and PIL (no torch state), and
     # spawn would have to re-import the caller's __main__, which fails for notebooks and stdin.
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     if method == "fork":
         textures(tasks[0][5])  # build the noise banks once; forked workers inherit them
     with multiprocessing.get_context(method).Pool(workers) as pool:
-        return pool.map(_make_study, tasks, chunksize=max(1, min(64, len(tasks) // (4 * workers))))
+        chunksize = max(1, min(64, len(tasks) // (4 * workers)))
+        return list(track(pool.imap(_make_study, tasks, chunksize=chunksize), description, total=len(tasks)))
 
 
 def _write_json(path: Path, data) -> None:

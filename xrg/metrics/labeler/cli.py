@@ -13,6 +13,7 @@ from xrg.cli import CommandParser
 from xrg.data.errors import DataError
 from xrg.data.jsonl import check_report_length, read_jsonl_objects
 from xrg.metrics.labeler.rules import ChexpertRulesLabeler
+from xrg.progress import track
 
 
 def read_reports(path: Path) -> list[tuple[object, str]]:
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = read_reports(args.input)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with args.output.open("w", encoding="utf-8") as handle:
-        for study_id, report in rows:
+        for study_id, report in track(rows, f"labelling {len(rows)} reports"):
             handle.write(json.dumps({"id": study_id, "labels": labeler.label(report)}) + "\n")
     print(f"labeled {len(rows)} reports with {labeler.name} -> {args.output}")
     return 0
