@@ -161,7 +161,6 @@ class XrgCLI(LightningCLI):
             path = section.get("predictions") or str(Path(trainer.log_dir or ".") / "predictions.jsonl")
             trainer.callbacks.append(JsonlPredictionWriter(path))
 
-
     def _run_subcommand(self, subcommand: str) -> None:
         try:
             super()._run_subcommand(subcommand)
