@@ -40,7 +40,8 @@ BASE = "e59fe6ef3a05a627aafb36e69c4edddf5c65d915"  # main just before the issue-
 LEARN = "tests/tasks/test_report_guides_learn.py"
 TASKS_LEARN = "tests/tasks/test_tasks_learn.py"
 SCOPE: dict[str, tuple[list[str], list[str]]] = {
-    "xrg/tasks/report_generation.py": ([f"{LEARN}::-k no guide or labels or logged", "tests/tasks/test_stage_init.py"],
+    "xrg/tasks/report_generation.py": ([f"{LEARN}::test_report_task_learns_with_each_guide[no guide]",
+                                        f"{LEARN}::-k labels or logged", "tests/tasks/test_stage_init.py"],
                                        ["tests/tasks/test_explanation_rows.py", f"{LEARN}::-k logged"]),
     "xrg/tasks/qformer_alignment.py": (["tests/blocks/test_contracts.py::-k qformer"],
                                        ["tests/blocks/test_qformer_losses.py", f"{TASKS_LEARN}::-k qformer"]),
@@ -81,7 +82,7 @@ KINDS = [
     ("every image blanked before encoding", "xrg/blocks/encoders/base.py",
      "tokens, pooled = self.encode_images(images.flatten(0, 1))",
      "tokens, pooled = self.encode_images(images.flatten(0, 1) * 0)",
-     [f"{LEARN}::-k no guide", f"{TASKS_LEARN}::-k findings or qformer"]),
+     [f"{LEARN}::test_report_task_learns_with_each_guide[no guide]", f"{TASKS_LEARN}::-k findings or qformer"]),
 ]
 
 
@@ -115,9 +116,11 @@ def run_tests(root: Path, tests: list[str], timeout: float) -> tuple[bool, list[
         try:
             done = subprocess.run(command + ["-rf"], cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            return False, [f"{command[6]} (timed out)"]
+            return False, [f"{command[7]} (timed out)"]
+        if done.returncode in (2, 3, 4):  # interrupted, internal or usage error: not a test verdict
+            raise RuntimeError(f"{' '.join(command)} did not run its tests:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
         if done.returncode not in (0, 5):  # 5: nothing selected
-            failed += re.findall(r"^FAILED (\S+)", done.stdout, re.M) or [f"{command[6]} (exit {done.returncode})"]
+            failed += re.findall(r"^FAILED (\S+)", done.stdout, re.M) or [f"{command[7]} (exit {done.returncode})"]
             return False, failed
     return True, failed
 
@@ -126,6 +129,8 @@ def kinds(args) -> dict:
     root = scratch_copy(Path(args.scratch) / "kinds")
     found = []
     for name, file, text, replacement, tests in KINDS:
+        if args.modules and not any(part in name for part in args.modules):
+            continue
         path = root / file
         original = path.read_text()
         assert original.count(text) == 1, f"{file}: the text to mutate is not there once: {text!r}"
@@ -247,7 +252,7 @@ def main() -> None:
     parser.add_argument("mode", choices=["score", "kinds"])
     parser.add_argument("--per-module", type=int, default=4, help="mutants sampled per module")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--modules", nargs="*", help="only modules whose path contains one of these")
+    parser.add_argument("--modules", nargs="*", help="only modules (kinds) whose path (name) contains one of these")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per pytest command")
     parser.add_argument("--scratch", default="/tmp/xrg-mutation")
     parser.add_argument("--output", default=None)
