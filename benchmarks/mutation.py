@@ -120,7 +120,7 @@ def run_tests(root: Path, tests: list[str], timeout: float) -> tuple[bool, list[
         if done.returncode in (2, 3, 4):  # interrupted, internal or usage error: not a test verdict
             raise RuntimeError(f"{' '.join(command)} did not run its tests:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
         if done.returncode not in (0, 5):  # 5: nothing selected
-            failed += re.findall(r"^FAILED (\S+)", done.stdout, re.M) or [f"{command[7]} (exit {done.returncode})"]
+            failed += re.findall(r"^FAILED (.+?)(?: - |$)", done.stdout, re.M) or [f"{command[7]} (exit {done.returncode})"]
             return False, failed
     return True, failed
 
