@@ -42,7 +42,8 @@ TASKS_LEARN = "tests/tasks/test_tasks_learn.py"
 SCOPE: dict[str, tuple[list[str], list[str]]] = {
     "xrg/tasks/report_generation.py": ([f"{LEARN}::test_report_task_learns_with_each_guide[no guide]",
                                         f"{LEARN}::-k labels or logged", "tests/tasks/test_stage_init.py"],
-                                       ["tests/tasks/test_explanation_rows.py", f"{LEARN}::-k logged"]),
+                                       ["tests/tasks/test_explanation_rows.py", "tests/tasks/test_report_memory.py",
+                                        f"{LEARN}::-k logged"]),
     "xrg/tasks/qformer_alignment.py": (["tests/blocks/test_contracts.py::-k qformer"],
                                        ["tests/blocks/test_qformer_losses.py", f"{TASKS_LEARN}::-k qformer"]),
     "xrg/blocks/aligners/qformer.py": (["tests/blocks/test_contracts.py::-k qformer"],
