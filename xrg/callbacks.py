@@ -58,11 +58,13 @@ class EmbedConfig(L.Callback):
 
 
 class ShowSamples(L.Callback):
-    """At the end of fitting, print a few generated test reports next to their references."""
+    """At the end of fitting, print a few generated test reports next to their references, each
+    with the findings it states (positive CheXpert observations, as the CE labeler reads them)."""
 
-    def __init__(self, num_samples: int = 4, split: str = "test") -> None:
+    def __init__(self, num_samples: int = 4, split: str = "test", labeler: str = "chexpert-rules") -> None:
         self.num_samples = num_samples
         self.split = split
+        self.labeler = labeler
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         datamodule = trainer.datamodule
@@ -80,8 +82,10 @@ class ShowSamples(L.Callback):
             {k: v.to(pl_module.device) if hasattr(v, "to") else v for k, v in batch.items()}, 0
         )
         pl_module.train(was_training)
-        for row in rows:
-            print(f"\n[{row['id']}]\n  generated: {row['generated']}\n  reference: {row.get('reference', '')}")
+        stated = stated_findings([row["generated"] for row in rows] + [row.get("reference", "") for row in rows], self.labeler)
+        for i, row in enumerate(rows):
+            print(f"\n[{row['id']}]\n  generated: {row['generated']}\n  reference: {row.get('reference', '')}"
+                  f"\n  findings stated: {stated[i]}\n  findings true:   {stated[len(rows) + i]}")
 
 
 class WriteHeatmaps(L.Callback):
@@ -132,7 +136,8 @@ class EpochSummary(L.Callback):
 
     The `xrg` CLI adds it to every fit and validate (it is not a recipe's choice)."""
 
-    HEADLINE = ("loss", "nlg/bleu_4", "nlg/meteor", "nlg/rouge_l", "nlg/cider", "ce/chexpert-rules/macro14/f1", "auc_mean")
+    HEADLINE = ("loss", "nlg/bleu_4", "nlg/meteor", "nlg/rouge_l", "nlg/cider", "ce/chexpert-rules/macro14/f1",
+                "ce/chexpert-rules/micro14/f1", "auc_mean")
 
     def __init__(self, max_metrics: int = 8) -> None:
         self.max_metrics = max_metrics
@@ -153,3 +158,12 @@ def summary_line(metrics: dict[str, Any], prefix: str, headline: tuple[str, ...]
     if len(chosen) < 2:  # a task with other metrics (recall@k, AUC per label...): its short keys
         chosen += [k for k in metrics if k.startswith(prefix + "/") and k.count("/") == 1 and k not in chosen]
     return "  ".join(f"{key} {float(metrics[key]):.4g}" for key in chosen[:limit])
+
+
+def stated_findings(reports: list[str], labeler: str = "chexpert-rules") -> list[str]:
+    """The positive observations each report states, comma-separated ("none" if it states none)."""
+    from xrg.data.labels import CHEXPERT_LABELS
+    from xrg.metrics.ce import label_texts
+
+    rows = label_texts(reports, labeler) == 1
+    return [", ".join(n for n, on in zip(CHEXPERT_LABELS, row.tolist()) if on) or "none" for row in rows]

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from xrg.blocks.encoders.base import ImageEncoder, TextEncoder
+from xrg.blocks.encoders.base import ImageEncoder, TextEncoder, pooled_dim
 from xrg.blocks.findings.zero_shot import JointSpace
 from xrg.data.labels import CHEXPERT_LABELS
 from xrg.tasks.base import XrgTask
@@ -108,7 +108,7 @@ class ContrastivePretraining(XrgTask):
         super().__init__(**task_kwargs)
         self.image_encoder = image_encoder
         self.joint = JointSpace(text_encoder, embed_dim, temperature, max_logit_scale)
-        self.joint.bind_image_dim(image_encoder.dim)
+        self.joint.bind_image_dim(pooled_dim(image_encoder))
         self.report_weight = report_weight
         self.sentence_weight = sentence_weight
         self.sentences_per_study = sentences_per_study

@@ -92,6 +92,7 @@ class OpenClipImageEncoder(_FrozenTower, ImageEncoder):
             raise ValueError(f"{model_name}: image tower {type(self.tower).__name__} is neither an open_clip "
                              "ModifiedResNet nor VisionTransformer (timm towers are not supported)")
         self.dim = self.stage_shapes()[-1][0]
+        self.embed_dim = self._pooled_width()  # pooled is CLIP's image embedding, not a token
         self._apply_freezing(frozen, train_params or [])
 
     # --- stages, for adapters ---------------------------------------------------------------
@@ -149,6 +150,12 @@ class OpenClipImageEncoder(_FrozenTower, ImageEncoder):
     def cam_layer(self) -> nn.Module:
         stages = self.stages
         return stages[-1] if self.family == "resnet" or len(stages) == 1 else stages[-2]
+
+    def _pooled_width(self) -> int:
+        t = self.tower
+        if self.family == "resnet":
+            return t.attnpool.c_proj.out_features
+        return t.proj.shape[1] if t.proj is not None else t.transformer.width
 
     def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         state = self.embed(images)

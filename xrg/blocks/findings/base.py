@@ -76,8 +76,9 @@ class FindingsHead(Block, ABC):
         """(0/1 targets, mask of the entries that count) for CheXpert-coded `labels`."""
         return label_targets(labels, self.blank)
 
-    def predicted_names(self, probs: torch.Tensor, threshold: float | None = None) -> list[list[str]]:
-        """Names over the threshold per study; "No Finding" is dropped when anything else is found."""
+    def predicted_names(self, probs: torch.Tensor, threshold: float | torch.Tensor | None = None) -> list[list[str]]:
+        """Names over the threshold (one, or one per label) per study; "No Finding" is dropped when
+        anything else is found."""
         threshold = self.threshold if threshold is None else threshold
         return [names_from_row(row, self.label_names, threshold) for row in probs]
 
@@ -86,10 +87,12 @@ class FindingsHead(Block, ABC):
         return [", ".join(n.lower() for n in names) or "none" for names in self.predicted_names(probs, threshold)]
 
 
-def names_from_row(row: torch.Tensor, label_names: list[str], threshold: float = 0.5) -> list[str]:
-    """Names whose value is over `threshold` (probabilities, or labels where 1 is positive);
-    "No Finding" only when nothing else is present, as RaDialog writes its prompts."""
-    names = [name for name, value in zip(label_names, row.tolist()) if value == value and value >= threshold]
+def names_from_row(row: torch.Tensor, label_names: list[str], threshold: float | torch.Tensor = 0.5) -> list[str]:
+    """Names whose value is over `threshold` (one for all, or a tensor with one per label; values are
+    probabilities, or labels where 1 is positive); "No Finding" only when nothing else is present,
+    as RaDialog writes its prompts."""
+    thresholds = threshold.tolist() if isinstance(threshold, torch.Tensor) else [threshold] * len(label_names)
+    names = [name for name, value, t in zip(label_names, row.tolist(), thresholds) if value == value and value >= t]
     if len(names) > 1 and NO_FINDING in names:
         names.remove(NO_FINDING)
     return names
@@ -102,3 +105,22 @@ def label_targets(labels: torch.Tensor, blank: str = "negative") -> tuple[torch.
     if blank == "ignore":
         counted &= ~torch.isnan(labels)
     return (labels == 1).float(), counted
+
+
+def best_f1_thresholds(probs: torch.Tensor, labels: torch.Tensor, default: float = 0.5) -> torch.Tensor:
+    """Per column of `probs` [N, K], the threshold whose decisions (p >= t) have the best F1 against
+    `labels` (CheXpert codes; only 1 is positive, as clinical efficacy counts). The threshold sits
+    halfway between the last probability taken and the next, so it does not hug one study; a
+    column without positives keeps `default`."""
+    thresholds = torch.full((probs.shape[1],), float(default))
+    for k in range(probs.shape[1]):
+        positive = labels[:, k] == 1
+        if not positive.any():
+            continue
+        order = probs[:, k].argsort(descending=True)
+        ranked, hits = probs[order, k], positive[order].double().cumsum(0)
+        f1 = 2 * hits / (torch.arange(1, len(ranked) + 1, dtype=torch.float64) + positive.sum())
+        best = int(f1.argmax())
+        below = ranked[best + 1] if best + 1 < len(ranked) else ranked[best] / 2
+        thresholds[k] = float(ranked[best] + below) / 2
+    return thresholds

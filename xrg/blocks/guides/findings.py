@@ -6,6 +6,15 @@ prediction. The head reads the image encoder's features (before any aligner). Wi
 memory token per observation, `p * present_k + (1 - p) * absent_k` with learned embeddings, tells
 a decoder without a prompt (the transformer decoder) the same thing. With `loss_weight` > 0 the
 head also trains here, on the batch's labels (its own BCE), instead of only in its own stage.
+
+Two options close the gap between what the decoder learns from and what it reads at test time
+(docs/quality.md): `decision_tokens` makes the tokens state the head's decisions (0 or 1 at its
+thresholds) outside training, as the labels do while training, instead of probabilities the decoder
+has never seen; `tune_thresholds` sets one threshold per observation at the end of every validation,
+the one with the best F1 on the validation split (a buffer, saved with the weights).
+`fit_pos_weight` sets the head's BCE positive weights from the training labels at the start of a
+fresh fit (RaDialog's log(N / positives), as `FindingsClassification` does), so rare findings
+still pull on the head when it trains here.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from xrg.blocks.findings.base import FindingsHead, label_targets, names_from_row
+from xrg.blocks.findings.base import FindingsHead, best_f1_thresholds, label_targets, names_from_row
 from xrg.blocks.guides.base import Encoded, Guidance, Guide
 from xrg.data.labels import select_labels
 
@@ -23,6 +32,7 @@ class PredictedFindings(Guide):
 
     def __init__(self, head: FindingsHead, labels_in_training: bool = True, field: str = "findings",
                  tokens: bool = False, token_dim: int | None = None, loss_weight: float = 0.0,
+                 decision_tokens: bool = False, tune_thresholds: bool = False, fit_pos_weight: bool = False,
                  name: str | None = None) -> None:
         super().__init__(name)
         self.head = head
@@ -32,6 +42,12 @@ class PredictedFindings(Guide):
         self.token_dim = token_dim  # None: the memory's width
         self.loss_weight = loss_weight
         self.states: nn.Parameter | None = None  # [K, 2, D]: present / absent embedding per observation
+        self.decision_tokens = decision_tokens
+        self.tune_thresholds = tune_thresholds
+        self.fit_pos_weight = fit_pos_weight
+        if tune_thresholds:
+            self.register_buffer("thresholds", torch.full((head.num_labels,), float(head.threshold)))
+        self._validation: list[tuple[torch.Tensor, torch.Tensor]] = []  # (probs, labels) seen this validation
 
     def bind(self, visual_dim: int, memory_dim: int | None) -> int | None:
         self.head.bind_input(visual_dim)
@@ -45,14 +61,36 @@ class PredictedFindings(Guide):
     def fields_written(self) -> list[str]:
         return [self.field]
 
+    def threshold(self) -> float | torch.Tensor:
+        return self.thresholds if self.tune_thresholds else self.head.threshold
+
+    def on_start(self, task) -> None:
+        self._validation.clear()
+        trainer = task.trainer
+        fresh_fit = trainer.state.fn == "fit" and task.global_step == 0 and not trainer.ckpt_path
+        if self.fit_pos_weight and fresh_fit and hasattr(trainer.datamodule, "train_labels"):
+            self.head.fit_pos_weight(select_labels(trainer.datamodule.train_labels(), self.head.label_names))
+
+    def on_validation_end(self, task) -> None:
+        if self.tune_thresholds and self._validation:
+            probs, labels = (torch.cat(parts) for parts in zip(*self._validation))
+            self.thresholds.copy_(best_f1_thresholds(probs, labels, self.head.threshold))
+        self._validation.clear()
+
     def forward(self, encoded: Encoded) -> Guidance:
         logits = self.head(encoded.visual)
         probs = logits.sigmoid()
-        predicted = self.head.predicted_names(probs)
+        predicted = self.head.predicted_names(probs, self.threshold())
         labels = encoded.batch.get("labels")
+        if labels is not None:
+            labels = select_labels(labels, self.head.label_names)
         stated = probs
         if encoded.training and self.labels_in_training and labels is not None:
-            stated = label_targets(select_labels(labels, self.head.label_names))[0].to(probs.dtype)
+            stated = label_targets(labels)[0].to(probs.dtype)
+        elif not encoded.training and self.decision_tokens:
+            stated = (probs >= torch.as_tensor(self.threshold(), dtype=probs.dtype, device=probs.device)).to(probs.dtype)
+        if self.tune_thresholds and not encoded.training and labels is not None:
+            self._validation.append((probs.detach().float().cpu(), labels.detach().float().cpu()))
         names = predicted if stated is probs else [names_from_row(row, self.head.label_names) for row in stated]
         tokens = None
         if self.tokens:
@@ -60,7 +98,7 @@ class PredictedFindings(Guide):
             tokens = weight * self.states[:, 0] + (1 - weight) * self.states[:, 1]
         loss = None
         if encoded.with_loss and self.loss_weight > 0 and labels is not None:
-            loss = self.loss_weight * self.head.loss(logits, select_labels(labels, self.head.label_names))
+            loss = self.loss_weight * self.head.loss(logits, labels)
         scores = [dict(zip(self.head.label_names, (round(p, 4) for p in row))) for row in probs.tolist()]
         return Guidance(
             tokens=tokens,

@@ -1,0 +1,74 @@
+"""What the reports state: recipes fitted on the synthetic benchmark, scored per finding on its test split.
+
+    python benchmarks/quality_synthetic.py --runs findings_transformer r2gen    # -> benchmarks/results/quality_synthetic.json
+
+Each run is one recipe (with its own epochs unless `--epochs` says otherwise) fitted through `xrg fit`
+on synthetic_runs.py's benchmark (2,000 studies at 128 px, 1,000 training and 800 test studies), its
+checkpoint (the recipe's own monitor) scored on the test split, with each observation's CE F1; a run
+of several stages (UniCrossAdapter after its CLIP pre-training) chains them with `init_from`. The
+fit's CPU seconds (all stages) (this process and its children, all threads) are recorded beside it: the budget
+of docs/quality.md is 15 CPU minutes. Set the ceiling beside it with synthetic_ceiling.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from synthetic_runs import (REPO, Results, add_data_args, fit, measured, print_per_finding, print_rows,
+                            run_from_command_line, test_scores)
+
+RECIPES = REPO / "recipes"
+UNICROSS = RECIPES / "unicrossadapter"
+RUNS = {  # name: its stages (recipe, extra overrides); a later stage starts from the one before (init_from)
+    "findings_transformer": [(RECIPES / "mix" / "findings_transformer_synthetic.yaml", ())],
+    "r2gen": [(RECIPES / "r2gen" / "synthetic.yaml", ())],
+    "unicrossadapter": [(UNICROSS / "synthetic.yaml", ())],
+    "unicrossadapter_pretrained": [(UNICROSS / "clip_synthetic.yaml", ()), (UNICROSS / "synthetic.yaml", ())],
+}
+
+
+def fit_stages(name: str, a) -> Path:
+    """Fit a run's stages in order, each from the previous one's checkpoint; the last checkpoint."""
+    checkpoint = None
+    for index, (recipe, extra) in enumerate(RUNS[name]):
+        last = index == len(RUNS[name]) - 1
+        epochs = [f"--trainer.max_epochs={a.epochs}"] if a.epochs and last else []
+        chained = [f"--model.init_args.init_from.checkpoint={checkpoint}"] if checkpoint else []
+        checkpoint = fit(recipe, Path(a.workdir) / name / f"stage{index}", a, "--data.init_args.num_workers=0",
+                         *extra, *chained, *epochs, *(a.set if last else ()))
+    return checkpoint
+
+
+def run(a) -> dict:
+    torch.set_num_threads(a.threads)
+    results = Results(a.out, vars(a))
+    fitted = [(name, *measured(fit_stages, name, a)) for name in a.runs]
+    for given in a.checkpoint:  # NAME:PATH[:FIT_CPU_S]: a checkpoint fitted before, e.g. by r2gen_synthetic.py
+        name, path, *cpu = given.split(":")
+        fitted.append((name, Path(path), {"cpu_s": float(cpu[0]) if cpu else float("nan")}))
+    for name, checkpoint, cost in fitted:
+        results[name] = {"fit": cost, "checkpoint": str(checkpoint)}
+        scores, test_cost = measured(test_scores, checkpoint, a, per_finding=True)
+        results[name] |= {"test": test_cost, **scores}
+        results.save()
+    return results
+
+
+def print_table(results: dict) -> None:
+    rows = {name: row for name, row in results.items() if name != "settings"}
+    print_rows(rows)
+    print_per_finding(rows)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_data_args(parser, image_size=112, views=2)
+    parser.add_argument("--runs", nargs="*", default=["findings_transformer"], choices=sorted(RUNS))
+    parser.add_argument("--checkpoint", action="append", default=[],
+                        help="NAME:PATH[:FIT_CPU_S]: also score a checkpoint fitted elsewhere on the same benchmark")
+    parser.add_argument("--epochs", type=int, default=None, help="override the (last stage's) recipe's max_epochs")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (a shared 2-core machine: 1)")
+    parser.add_argument("--set", action="append", default=[], help="one extra CLI override for every run's last stage (--set=--key=value)")
+    run_from_command_line(parser, "quality", run, print_table)

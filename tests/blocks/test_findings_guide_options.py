@@ -1,0 +1,133 @@
+"""PredictedFindings' options that make a decoder state what the head perceives (docs/quality.md):
+per-observation thresholds tuned on validation, decisions as tokens, positive weights from the
+training labels; and the CLIP towers' pooled width reaching the contrastive joint space."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import pytest
+import torch
+
+from conftest import write_tiny_dataset
+from xrg.blocks.decoders import TransformerDecoder
+from xrg.blocks.encoders import OpenClipImageEncoder, OpenClipTextEncoder, TimmImageEncoder
+from xrg.blocks.encoders.base import Features
+from xrg.blocks.findings import FindingsClassifier
+from xrg.blocks.findings.base import best_f1_thresholds
+from xrg.blocks.guides import Encoded, PredictedFindings
+from xrg.callbacks import stated_findings
+from xrg.data import ReportDataModule
+from xrg.data.labels import CHEXPERT_LABELS
+from xrg.data.tokenizers import WordTokenizer
+from xrg.tasks import ContrastivePretraining, ReportGeneration
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+THREE = ["Cardiomegaly", "Pleural Effusion", "Pneumothorax"]
+
+
+def f1_at(probs: torch.Tensor, positive: torch.Tensor, threshold: float) -> float:
+    predicted = probs >= threshold
+    true_pos = (predicted & positive).sum().item()
+    return 2 * true_pos / (predicted.sum().item() + positive.sum().item())
+
+
+def test_tuned_thresholds_reach_the_best_f1_of_any_threshold():
+    torch.manual_seed(0)
+    probs = torch.rand(60, 4)
+    labels = torch.where(torch.rand(60, 4) < probs, 1.0, 0.0)
+    labels[::7, 1] = -1.0  # uncertain counts as negative, as clinical efficacy counts it
+    labels[:, 3] = 0.0  # never positive: keeps the default
+    thresholds = best_f1_thresholds(probs, labels, default=0.42)
+    assert thresholds[3].item() == pytest.approx(0.42)
+    for k in range(3):
+        positive = labels[:, k] == 1
+        best = max(f1_at(probs[:, k], positive, t) for t in probs[:, k].tolist())
+        assert f1_at(probs[:, k], positive, thresholds[k].item()) == pytest.approx(best)
+        # halfway between two studies' probabilities, not on one of them
+        assert not torch.isclose(probs[:, k], thresholds[k]).any()
+
+
+def encoded(training: bool, labels: torch.Tensor) -> Encoded:
+    pooled = torch.randn(labels.shape[0], 8)
+    visual = Features(pooled.unsqueeze(1), pooled)
+    return Encoded({"labels": labels}, visual, visual, training=training)
+
+
+def test_decision_tokens_state_what_the_labels_state_in_training():
+    torch.manual_seed(0)
+    labels = torch.full((5, 14), float("nan"))
+    labels[:, CHEXPERT_LABELS.index("Cardiomegaly")] = torch.tensor([1.0, 0.0, 1.0, -1.0, 0.0])
+    plain = PredictedFindings(FindingsClassifier(THREE, threshold=0.5), tokens=True)
+    decided = PredictedFindings(FindingsClassifier(THREE, threshold=0.5), tokens=True, decision_tokens=True)
+    for guide in (plain, decided):
+        guide.bind(8, 16)
+    decided.load_state_dict(plain.state_dict())
+    present, absent = decided.states[:, 0], decided.states[:, 1]
+
+    def is_state(tokens: torch.Tensor) -> torch.Tensor:  # [B, K]: 1 present, 0 absent, nan in between
+        on = torch.isclose(tokens, present).all(-1)
+        off = torch.isclose(tokens, absent).all(-1)
+        return torch.where(on, 1.0, torch.where(off, 0.0, float("nan")))
+
+    # Training: the labels, whichever option.
+    trained = decided(encoded(True, labels))
+    assert torch.equal(is_state(trained.tokens)[:, 0], torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0]))
+    # Validation / test: decisions at the threshold, not probabilities.
+    batch = encoded(False, labels)
+    probs = decided.head(batch.visual).sigmoid()
+    assert torch.equal(is_state(decided(batch).tokens), (probs >= 0.5).float())
+    assert is_state(plain(batch).tokens).isnan().all()  # without the option: a mix of both states
+    assert decided(batch).fields["findings"] == plain(batch).fields["findings"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return write_tiny_dataset(tmp_path_factory.mktemp("tiny"), studies_per_split=(16, 12, 4), views=1, size=32)
+
+
+def test_thresholds_are_tuned_on_validation_and_saved_and_pos_weight_fitted(data_root, tmp_path):
+    torch.manual_seed(0)
+    guide = PredictedFindings(FindingsClassifier(THREE), tokens=True, decision_tokens=True, tune_thresholds=True,
+                              fit_pos_weight=True, loss_weight=1.0)
+    decoder = TransformerDecoder(WordTokenizer(threshold=1), dim=16, heads=2, ffn_dim=32, encoder_layers=1,
+                                 decoder_layers=1, max_length=12, num_beams=1)
+    task = ReportGeneration(TimmImageEncoder("test_resnet"), decoder, guides=[guide], generate_in_validation=False,
+                            optimizer=lambda p: torch.optim.AdamW(p, lr=1e-3))
+    dm = ReportDataModule(annotation_path=str(data_root / "annotation.json"), labels_path=str(data_root / "labels.json"),
+                          max_views=1, image_size=32, resize=32, batch_size=4, cleaning="none")
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=tmp_path)
+    trainer.fit(task, datamodule=dm)
+
+    train = dm.train_labels()[:, [CHEXPERT_LABELS.index(n) for n in THREE]]
+    expected = [math.log(len(train) / (train[:, k] == 1).sum().item()) for k in range(3)]
+    torch.testing.assert_close(guide.head.pos_weight, torch.tensor(expected))
+
+    # The thresholds are the best-F1 ones of the model's validation probabilities.
+    task.eval()
+    with torch.no_grad():
+        batches = list(dm.val_dataloader())
+        probs = torch.cat([guide.head(task.image_encoder(b["images"], b.get("view_mask"))).sigmoid() for b in batches])
+    labels = torch.cat([b["labels"][:, [CHEXPERT_LABELS.index(n) for n in THREE]] for b in batches])
+    torch.testing.assert_close(guide.thresholds, best_f1_thresholds(probs, labels))
+    assert not torch.allclose(guide.thresholds, torch.full((3,), 0.5))
+    assert torch.equal(task.state_dict()["guides.findings.thresholds"], guide.thresholds)
+
+
+def test_contrastive_pretraining_binds_a_clip_towers_pooled_width():
+    """open_clip towers pool into CLIP's embedding (width 24 here), not their token width (256)."""
+    config = {"embed_dim": 24, "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 8},
+              "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    image, text = OpenClipImageEncoder("RN50", model_config=config), OpenClipTextEncoder("RN50", model_config=config)
+    assert (image.dim, image.embed_dim) == (256, 24)
+    task = ContrastivePretraining(image, text, embed_dim=16)
+    pooled = image(torch.rand(2, 1, 3, 64, 64)).pooled
+    assert task.joint.embed_images(pooled).shape == (2, 16)
+    assert task.joint.embed_texts(["there is cardiomegaly", "no effusion"]).shape == (2, 16)
+
+
+def test_samples_name_the_findings_a_report_states():
+    assert stated_findings(["the heart is moderately enlarged . small left pleural effusion .", "."]) == [
+        "Cardiomegaly, Pleural Effusion", "No Finding"]
