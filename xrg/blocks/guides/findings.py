@@ -66,9 +66,11 @@ class PredictedFindings(Guide):
 
     def on_start(self, task) -> None:
         self._validation.clear()
+        if not self.fit_pos_weight:
+            return
         trainer = task.trainer
         fresh_fit = trainer.state.fn == "fit" and task.global_step == 0 and not trainer.ckpt_path
-        if self.fit_pos_weight and fresh_fit and hasattr(trainer.datamodule, "train_labels"):
+        if fresh_fit and hasattr(trainer.datamodule, "train_labels"):
             self.head.fit_pos_weight(select_labels(trainer.datamodule.train_labels(), self.head.label_names))
 
     def on_validation_end(self, task) -> None:
