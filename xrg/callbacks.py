@@ -1,19 +1,33 @@
-"""Callbacks the CLI and recipes use: predictions as JSONL, the config inside checkpoints, samples."""
+"""Callbacks the CLI, recipes and every task use: predictions as JSONL, counted skips, exact resume,
+the config inside checkpoints, samples."""
 
 from __future__ import annotations
 
 import json
+import os
+import random
+import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
+import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
+
+from xrg.data.jsonl import partial_path, sidecar_path, write_atomic
+from xrg.data.loader import left_out, skipped_at_setup
 
 
 class JsonlPredictionWriter(BasePredictionWriter):
-    """One JSON line per study, flushed after every batch so an interrupted run keeps its work.
+    """One JSON line per study, written to `<path>.partial` and moved onto `path` only when every
+    study is done, so a killed or failed run never truncates an earlier complete file. Studies
+    that could not be read get a row `{"id", "error"}`: no study goes missing silently.
 
-    Under several processes each rank writes its own `<name>.rank<k>.jsonl`.
+    Beside the file, `<path>.meta.json` records how many rows it holds and how many studies the
+    split has; `xrg evaluate` checks it. Under several processes each rank writes its own
+    `<name>.rank<k>.jsonl`.
     """
 
     def __init__(self, path: str = "predictions.jsonl") -> None:
@@ -30,21 +44,166 @@ class JsonlPredictionWriter(BasePredictionWriter):
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         target = self._target(trainer)
         target.parent.mkdir(parents=True, exist_ok=True)
-        self._file = target.open("w", encoding="utf-8")
+        self._file = partial_path(target).open("w", encoding="utf-8")
         self.written = 0
 
-    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
-        paths = batch.get("paths") if isinstance(batch, dict) else None
-        for i, row in enumerate(prediction):
-            if paths is not None:  # studies from your own images: say which files made each row
-                row.setdefault("images", paths[i])
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
             self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
         self._file.flush()
-        self.written += len(prediction)
+        self.written += len(rows)
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
+        rows = prediction or []
+        paths = batch.get("paths") if isinstance(batch, dict) else None
+        if paths is not None:  # studies from your own images: say which files made each row
+            for row, files in zip(rows, paths):
+                row.setdefault("images", files)
+        self._write(rows)
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        errors, expected = {}, 0
+        for loader in flat_loaders(trainer.predict_dataloaders):
+            errors |= getattr(loader, "failures", {})
+            expected += len(loader.sampler)
+            if trainer.is_global_zero:  # studies left out at setup: the same on every rank, listed once
+                at_setup = skipped_at_setup(loader)
+                errors |= at_setup
+                expected += len(at_setup)
+        self._write([{"id": study_id, "error": why} for study_id, why in errors.items()])
+        self._file.flush()
+        os.fsync(self._file.fileno())
         self._file.close()
-        print(f"wrote {self.written} predictions to {self._target(trainer)}")
+        target = self._target(trainer)
+        os.replace(partial_path(target), target)
+        meta = {"rows": self.written, "errors": len(errors), "expected": expected}
+        write_atomic(sidecar_path(target), json.dumps(meta) + "\n")
+        print(f"wrote {self.written} predictions to {target}" + (f" ({len(errors)} with an error)" if errors else ""))
+        if self.written != expected:
+            warnings.warn(f"{target}: {self.written} rows for {expected} studies")
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if self._file is not None and not self._file.closed:
+            self._file.close()  # the partial file stays for inspection; the earlier file is untouched
+
+
+def flat_loaders(loaders: Any) -> list:
+    """Lightning hands one loader, a list, a dict or None."""
+    if loaders is None:
+        return []
+    if isinstance(loaders, dict):
+        return list(loaders.values())
+    if isinstance(loaders, (list, tuple)):
+        return list(loaders)
+    return [loaders]
+
+
+class SkippedStudies(L.Callback):
+    """At the end of fit, validate, test and predict: how many studies reached no model and why
+    (`on_bad_study: skip`), one line on the console and every id in `<log dir>/skipped_studies.jsonl`."""
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report(trainer, "fit", {"train": trainer.train_dataloader, "val": trainer.val_dataloaders})
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "validate":
+            self._report(trainer, "validate", {"val": trainer.val_dataloaders})
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report(trainer, "test", {"test": trainer.test_dataloaders})
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report(trainer, "predict", {"predict": trainer.predict_dataloaders})
+
+    def _report(self, trainer: L.Trainer, stage: str, loaders: dict[str, Any]) -> None:
+        rows = [{"stage": stage, "split": split, "id": study_id, "why": why}
+                for split, split_loaders in loaders.items() for loader in flat_loaders(split_loaders)
+                for study_id, why in left_out(loader).items()]
+        if not rows:
+            return
+        name = "skipped_studies.jsonl" if trainer.world_size == 1 else f"skipped_studies.rank{trainer.global_rank}.jsonl"
+        path = Path(trainer.log_dir or trainer.default_root_dir) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        counts = Counter(row["split"] for row in rows)
+        per_split = ", ".join(f"{split}: {count}" for split, count in counts.items())
+        print(f"xrg {stage}: {len(rows)} studies skipped as unreadable ({per_split}); ids and reasons in {path}")
+
+
+class ExactResume(L.Callback):
+    """Puts every random state a fit depends on into each checkpoint and restores it when the fit
+    resumes: Python's, NumPy's and torch's global generators (CUDA's too) and every
+    `random.Random` / `torch.Generator` a block or task holds. With the data order in the
+    checkpoint too (`xrg.data.loader`), a fit killed at any step resumes bit-identically.
+
+    The states are put back at `on_train_start`, after the sanity check and model set-up that also
+    draw random numbers, right before the first step that the interrupted run had not taken.
+    """
+
+    KEY = "xrg_random_states"
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        checkpoint[self.KEY] = {"process": process_random_states(), "held": held_random_states(pl_module)}
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        self._pending = checkpoint.get(self.KEY)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._pending is None:
+            return
+        set_process_random_states(self._pending["process"])
+        set_held_random_states(pl_module, self._pending["held"])
+        self._pending = None
+
+
+def process_random_states() -> dict[str, Any]:
+    """Python, NumPy and torch (and CUDA) global RNG states, as types `torch.load(weights_only=True)` reads."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    states = {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss],
+              "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_process_random_states(states: dict[str, Any]) -> None:
+    random.setstate(_as_tuples(states["python"]))
+    kind, keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def held_random_states(module: torch.nn.Module) -> dict[str, Any]:
+    """The state of every `random.Random` and `torch.Generator` held as an attribute inside `module`."""
+    states = {}
+    for name, owner in module.named_modules():
+        for attribute, value in vars(owner).items():
+            key = f"{name}.{attribute}" if name else attribute
+            if isinstance(value, random.Random):
+                states[key] = value.getstate()
+            elif isinstance(value, torch.Generator):
+                states[key] = value.get_state()
+    return states
+
+
+def set_held_random_states(module: torch.nn.Module, states: dict[str, Any]) -> None:
+    for key, state in states.items():
+        *path, attribute = key.split(".")
+        generator = getattr(module.get_submodule(".".join(path)), attribute)
+        if isinstance(generator, random.Random):
+            generator.setstate(_as_tuples(state))
+        else:
+            generator.set_state(state)
+
+
+def _as_tuples(state):
+    """`random.setstate` wants tuples where a checkpoint may hand back lists."""
+    return tuple(_as_tuples(item) for item in state) if isinstance(state, (list, tuple)) else state
 
 
 class EmbedConfig(L.Callback):
@@ -74,7 +233,7 @@ class ShowSamples(L.Callback):
 
         dataset = datamodule.datasets[self.split]
         batch = collate_studies([dataset[i] for i in range(min(self.num_samples, len(dataset)))])
-        if not batch:
+        if not batch["ids"]:
             return
         was_training = pl_module.training
         pl_module.eval()

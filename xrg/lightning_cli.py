@@ -13,6 +13,7 @@ import lightning as L
 import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 import xrg.blocks  # noqa: F401  every block kind, so recipes name blocks by short class name
 from xrg.callbacks import EmbedConfig, EpochSummary, JsonlPredictionWriter, WriteHeatmaps
@@ -152,6 +153,8 @@ class XrgCLI(LightningCLI):
         trainer.callbacks.append(EmbedConfig(yaml.safe_dump(config, sort_keys=False)))
         if self.subcommand in ("fit", "validate"):
             trainer.callbacks.append(EpochSummary())
+        for logger in trainer.loggers:
+            claim_version_folder(logger)
         if self.subcommand == "predict":
             section = self.config[self.subcommand]
             if section.get("images"):
@@ -178,11 +181,30 @@ def default_loggers(root: str) -> list:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     csv = CSVLogger(root)
+    claim_version_folder(csv)
     try:
         import tensorboard  # noqa: F401  a dependency of xrg; a trimmed install may lack it
     except ImportError:
         return [csv]
     return [csv, TensorBoardLogger(root, version=csv.version, default_hp_metric=False)]
+
+
+def claim_version_folder(logger) -> None:
+    """Create the logger's `version_N` folder now, taking the next free N with an atomic mkdir:
+    Lightning picks N by listing the folder, so two runs started together in one
+    `default_root_dir` would both pick the same N and write into each other's run."""
+    if getattr(logger, "_version", 0) is not None or not hasattr(logger, "_get_next_version") or rank_zero_only.rank:
+        return  # a version the user chose, a logger without version folders, or not the main process
+    root = Path(logger.root_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    version = logger._get_next_version()
+    while True:
+        try:
+            (root / f"version_{version}").mkdir()
+            break
+        except FileExistsError:
+            version += 1
+    logger._version = version  # what `logger.version` returns once set (TensorBoardLogger, CSVLogger)
 
 
 def _check_config_files(args: list[str]) -> None:

@@ -70,16 +70,20 @@ def main(argv: list[str] | None = None) -> int:
                                     split_fractions=tuple(args.split_fractions))
         print(f"{args.num_pairs} prior/current pairs -> {out}")
         return 0
-    from xrg.data.synthetic import generate_benchmark, render_for_annotation  # keep `--help` instant
+    # keep `--help` instant
+    from xrg.data.cache import build_atomically
+    from xrg.data.synthetic.benchmark import STAMP, ensure_benchmark, render_for_annotation
 
     options = {"seed": args.seed, "image_size": args.image_size, "views": args.views, "workers": args.workers,
                "conspicuity": args.conspicuity}
     start = time.perf_counter()
     try:
         if args.command == "synth":
-            out = generate_benchmark(args.out, args.num_studies, split_fractions=tuple(args.split_fractions), **options)
+            # built aside and renamed into place: a killed run leaves the earlier benchmark intact
+            out = ensure_benchmark(args.out, args.num_studies, split_fractions=tuple(args.split_fractions), **options)
         else:
-            out = render_for_annotation(args.annotation, args.labels, args.out, **options)
+            out = build_atomically(args.out, None, lambda folder: render_for_annotation(
+                args.annotation, args.labels, folder, **options), STAMP, rebuild=True, what="rendered dataset")
     except ValueError as error:  # a bad option value (e.g. --num-studies 0): the user's input too
         raise DataError(str(error)) if not isinstance(error, DataError) else error from None
     seconds = time.perf_counter() - start

@@ -8,12 +8,12 @@ from typing import Literal
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
 
 from xrg.data.annotation import SPLITS, read_annotation, read_labels
 from xrg.data.cleaning import get_cleaner
 from xrg.data.dataset import BadStudyPolicy, ReportDataset, collate_studies
 from xrg.data.errors import DataError
+from xrg.data.loader import EpochShuffle, StudyLoader, default_seed
 from xrg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, build_transform
 
 
@@ -160,12 +160,14 @@ class ReportDataModule(L.LightningDataModule):
     def skipped_studies(self) -> dict[str, int]:
         return {split: len(ds.skipped) for split, ds in self.datasets.items()}
 
-    def _loader(self, split: str, train: bool) -> DataLoader:
+    def _loader(self, split: str, train: bool) -> StudyLoader:
         hp = self.hparams
-        return DataLoader(
-            self.datasets[split],
+        dataset = self.datasets[split]
+        seed = default_seed()
+        return StudyLoader(
+            dataset,
             batch_size=hp.batch_size if train else (hp.eval_batch_size or hp.batch_size),
-            shuffle=train,
+            sampler=EpochShuffle(dataset, seed) if train else None,
             drop_last=False,
             num_workers=hp.num_workers,
             # Workers kept between epochs skip re-forking and re-reading the annotation; pinned
@@ -174,16 +176,19 @@ class ReportDataModule(L.LightningDataModule):
             pin_memory=hp.pin_memory,
             prefetch_factor=hp.prefetch_factor if hp.num_workers > 0 else None,
             collate_fn=collate_studies,
+            # Workers' base seeds from the loader's own generator, not from the global RNG the
+            # model's dropout draws from (a resumed run could not replay those draws).
+            generator=torch.Generator().manual_seed(seed),
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> StudyLoader:
         return self._loader("train", train=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> StudyLoader:
         return self._loader("val", train=False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> StudyLoader:
         return self._loader("test", train=False)
 
-    def predict_dataloader(self) -> DataLoader:
+    def predict_dataloader(self) -> StudyLoader:
         return self._loader(self.hparams.predict_split, train=False)

@@ -74,7 +74,7 @@ class ReportDataset(Dataset):
         self.studies: list[Study] = []
         self.reports: list[str] = []
         self.prior_reports: list[str] = []
-        self.skipped: list[str] = []
+        self.skipped: dict[str, str] = {}  # study id -> why it was left out at setup
         for study in studies:
             report = cleaner(study.report)
             try:
@@ -84,13 +84,14 @@ class ReportDataset(Dataset):
             except DataError as err:
                 if on_bad_study == "raise":
                     raise
-                self.skipped.append(str(err))
+                self.skipped[study.id] = str(err)
                 continue
             self.studies.append(study)
             self.reports.append(report)
             self.prior_reports.append(cleaner(study.prior.report) if study.prior else "")
         if self.skipped:
-            log.warning("skipped %d bad studies of %d; first: %s", len(self.skipped), len(studies), self.skipped[0])
+            log.warning("skipped %d bad studies of %d; first: %s", len(self.skipped), len(studies),
+                        next(iter(self.skipped.values())))
 
     def __len__(self) -> int:
         return len(self.studies)
@@ -99,7 +100,17 @@ class ReportDataset(Dataset):
         return torch.stack([self.transform(load_image(resolve_image(self.image_dir, p, study.id), study.id,
                                                       self.image_window)) for p in paths])
 
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """`key` is an index, or (index, seed) from `EpochShuffle`: the item's random augmentation
+        then comes from its own seed, so it is the same in any worker and after a resume."""
+        if isinstance(key, tuple):
+            index, seed = key
+            with torch.random.fork_rng(devices=[]):  # the CPU generator only; CUDA's stays the model's
+                torch.default_generator.manual_seed(seed)
+                return self._item(index)
+        return self._item(key)
+
+    def _item(self, index: int) -> dict[str, Any]:
         study = self.studies[index]
         try:
             images = self._views(study, study.image_paths[: self.max_views])
@@ -111,9 +122,10 @@ class ReportDataset(Dataset):
         except DataError as err:
             if self.on_bad_study == "raise":
                 raise
-            # An image that exists but cannot be decoded is only found here; collate drops it.
+            # An image that exists but cannot be decoded is only found here: collate sets it
+            # aside and the loader counts it (xrg.data.loader.StudyLoader).
             log.warning("skipping: %s", err)
-            return None
+            return {"id": study.id, "error": str(err)}
         if self.labels is not None:
             item["labels"] = torch.tensor(self.labels[study.id], dtype=torch.float32)
         return item
@@ -130,12 +142,17 @@ def pad_views(stacks: list[torch.Tensor], shape: torch.Size) -> tuple[torch.Tens
     return images, view_mask
 
 
-def collate_studies(items: list[dict[str, Any] | None]) -> dict[str, Any]:
+def collate_studies(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Pads the view axis to the batch's largest study and marks real views in `view_mask`
-    (likewise `prior_images` / `prior_view_mask` when the items carry prior studies)."""
-    items = [item for item in items if item is not None]
+    (likewise `prior_images` / `prior_view_mask` when the items carry prior studies).
+
+    Studies that could not be decoded go to `failed` ({"id", "error"} each); a batch of nothing
+    but those is `{"ids": [], "failed": [...]}`.
+    """
+    failed = [item for item in items if "error" in item]
+    items = [item for item in items if "error" not in item]
     if not items:
-        return {}
+        return {"ids": [], "failed": failed}
     shape = items[0]["images"].shape[1:]
     images, view_mask = pad_views([item["images"] for item in items], shape)
     batch = {
@@ -144,6 +161,7 @@ def collate_studies(items: list[dict[str, Any] | None]) -> dict[str, Any]:
         "view_mask": view_mask,
         "indications": [item.get("indication", "") for item in items],
         "prior_reports": [item.get("prior_report", "") for item in items],
+        "failed": failed,
     }
     if "report" in items[0]:  # studies from your own images have none
         batch["reports"] = [item["report"] for item in items]

@@ -1,8 +1,10 @@
-"""Reading JSONL written by people or other tools: every problem names `path:line`."""
+"""JSONL files: reading what people or other tools wrote (every problem names `path:line`), and
+the names around a predictions file that make its writing atomic and checkable."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -42,3 +44,20 @@ def check_report_length(where: str, key: str, text: str) -> None:
     if words > MAX_REPORT_WORDS:
         raise DataError(f"{where}: {key!r} has {words:,} words; expected a report of at most "
                         f"{MAX_REPORT_WORDS:,} words (a runaway generation?)")
+
+
+def partial_path(target: Path) -> Path:
+    """Where a predictions file is written until it is complete."""
+    return target.with_name(target.name + ".partial")
+
+
+def sidecar_path(target: Path) -> Path:
+    """`{"rows", "errors", "expected"}` of a complete predictions file, written after it."""
+    return target.with_name(target.name + ".meta.json")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Readers see the old content or the new, never a part."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)

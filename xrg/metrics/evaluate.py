@@ -14,6 +14,7 @@ an approximate-randomisation p-value (`xrg.metrics.bootstrap`).
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,36 +23,69 @@ import numpy as np
 from xrg.cli import CommandParser
 from xrg.data.cleaning import CLEANERS, get_cleaner
 from xrg.data.errors import DataError
-from xrg.data.jsonl import check_report_length, read_jsonl_objects
+from xrg.data.jsonl import check_report_length, partial_path, read_jsonl_objects, sidecar_path
 from xrg.metrics.bootstrap import (BOOTSTRAP_NOTE, COMPARE_NOTE, bootstrap_intervals, concatenate_stats, labels_scorer,
                                    mean_scorer, paired_comparison)
 from xrg.metrics.nlg.scores import METRICS, pair_stats, score_pairs
 
 
 def read_predictions(path: Path) -> list[dict[str, str]]:
-    """Validated rows ``{"id", "generated", "reference"}`` of a predictions JSONL file."""
+    """Validated rows ``{"id", "generated", "reference"}`` of a predictions JSONL file, and
+    ``{"id", "error"}`` for a study that ``xrg predict`` could not read."""
     rows: list[dict[str, str]] = []
     first_seen: dict[str, str] = {}
     for where, row in read_jsonl_objects(path, "predictions"):
-        for key in ("id", "generated", "reference"):
+        is_error = row.get("error") is not None
+        for key in ("id", "error") if is_error else ("id", "generated", "reference"):
             if row.get(key) is None:
                 raise DataError(f"{where}: missing {key!r}")
         if not isinstance(row["id"], (str, int)):
             raise DataError(f"{where}: 'id' must be a string or an integer, got {type(row['id']).__name__}")
-        for key in ("generated", "reference"):
+        for key in ("error",) if is_error else ("generated", "reference"):
             if not isinstance(row[key], str):
                 raise DataError(f"{where}: {key!r} must be a string, got {type(row[key]).__name__}")
             check_report_length(where, key, row[key])
-        if not row["reference"].strip():
+        if not is_error and not row["reference"].strip():
             raise DataError(f"{where}: empty 'reference' for study {row['id']!r}")
         study = str(row["id"])
         if study in first_seen:
             raise DataError(f"{where}: duplicated id {study!r} (first seen on line {first_seen[study].rsplit(':', 1)[1]})")
         first_seen[study] = where
-        rows.append({"id": study, "generated": row["generated"], "reference": row["reference"]})
+        if is_error:
+            rows.append({"id": study, "error": row["error"]})
+        else:
+            rows.append({"id": study, "generated": row["generated"], "reference": row["reference"]})
     if not rows:
         raise DataError(f"{path}: no predictions")
     return rows
+
+
+def check_complete(path: Path, rows: int, expect: int | None) -> None:
+    """Refuse a predictions file that holds fewer rows than it should (`--expect`, or the
+    `<file>.meta.json` that `xrg predict` writes once the file is complete); warn when nothing
+    says how many there should be."""
+    if expect is not None and rows != expect:
+        raise DataError(f"{path}: {rows} predictions, expected {expect} (--expect): the file is incomplete "
+                        "or holds another set of studies")
+    sidecar = sidecar_path(path)
+    if sidecar.is_file():
+        try:
+            recorded = json.loads(sidecar.read_text(encoding="utf-8"))["rows"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise DataError(f"{sidecar}: unreadable ({error}); delete it to score {path.name} unchecked") from None
+        if recorded != rows:
+            raise DataError(f"{path}: {rows} rows, but {sidecar.name} records {recorded}: the file was cut short "
+                            "or changed after `xrg predict` finished it; rerun predict (or delete the sidecar)")
+    elif expect is None:
+        warn(f"{path} has no {sidecar.name} (what a finished `xrg predict` writes): nothing shows that it "
+             "holds every study; pass --expect N to check")
+    if partial_path(path).exists():
+        warn(f"{partial_path(path)} exists: a later `xrg predict` into {path.name} did not finish; "
+             f"{path.name} is from an earlier, complete run")
+
+
+def warn(message: str) -> None:
+    print(f"WARNING: {message}", file=sys.stderr)
 
 
 def _clinical_efficacy(generated: list[str], references: list[str], labeler: str) -> dict[str, float]:
@@ -73,7 +107,12 @@ def evaluate(
     seed: int = 0,
     model_metrics: Sequence[Any] = (),
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(summary JSON, per-sample rows) for validated prediction rows."""
+    """(summary JSON, per-sample rows) for validated prediction rows; error rows (a study
+    `xrg predict` could not read) are counted, not scored."""
+    unreadable = [row for row in rows if "error" in row]
+    rows = [row for row in rows if "error" not in row]
+    if not rows:
+        raise DataError(f"no study has a prediction: all {len(unreadable)} rows are errors")
     cleaner = get_cleaner(clean)
     # An empty report stays empty: cleaning would turn it into " ." and hide the failure.
     generated = [cleaner(row["generated"]) if row["generated"].strip() else "" for row in rows]
@@ -90,6 +129,7 @@ def evaluate(
     summary.update(
         n_studies=len(rows),
         n_empty_generated=sum(not text.strip() for text in generated),
+        n_unreadable=len(unreadable),
         clean=clean,
         tokenize=tokenize,
     )
@@ -192,7 +232,9 @@ def format_table(summary: dict[str, Any]) -> str:
         if intervals and not interval and key.startswith("nlg/"):
             band = "(not bootstrapped)"
         lines.append(f"{key:<40} {value:>8.4f}  {band}")
-    lines.append(f"{summary['n_studies']} studies, {summary['n_empty_generated']} empty generated, clean={summary['clean']}")
+    unreadable = f", {summary['n_unreadable']} unreadable (not scored)" if summary.get("n_unreadable") else ""
+    lines.append(f"{summary['n_studies']} studies, {summary['n_empty_generated']} empty generated{unreadable}, "
+                 f"clean={summary['clean']}")
     return "\n".join(lines)
 
 
@@ -202,6 +244,7 @@ def build_parser() -> CommandParser:
     source.add_argument("--predictions", type=Path, help="JSONL with id, generated, reference")
     source.add_argument("--compare", type=Path, nargs=2, metavar=("A", "B"),
                         help="two predictions JSONL files on the same studies: B - A per metric, CI and p-value")
+    parser.add_argument("--expect", type=int, metavar="N", help="fail unless each file holds N rows (one per study)")
     parser.add_argument("--clean", choices=sorted(CLEANERS), default="none", help="R2Gen report cleaning for both texts")
     parser.add_argument("--output", type=Path, help="write the summary JSON here")
     parser.add_argument("--per-sample", type=Path, help="write per-study scores (JSONL) here")
@@ -222,9 +265,18 @@ def main(argv: list[str]) -> int:
 
     args = build_parser().parse_args(argv)
     # Read the inputs and load every model first: a bad file or missing weights stop the run at once.
-    inputs = [read_predictions(path) for path in (args.compare or [args.predictions])]
+    paths = args.compare or [args.predictions]
+    inputs = [read_predictions(path) for path in paths]
+    for path, rows in zip(paths, inputs):
+        check_complete(path, len(rows), args.expect)
+        unreadable = [row for row in rows if "error" in row]
+        if unreadable:
+            warn(f"{path}: {len(unreadable)} of {len(rows)} studies have no prediction (predict could not read "
+                 f"them; first: {unreadable[0]['id']}: {unreadable[0]['error']}); scoring the other "
+                 f"{len(rows) - len(unreadable)}")
     model_metrics = [load_metric(name) for name in parse_metric_names(args.metrics)]
     if args.compare:
+        inputs = [[row for row in rows if "error" not in row] for rows in inputs]
         result = compare(*inputs, clean=args.clean, ce_labeler=None if args.no_ce else args.labeler,
                          model_metrics=model_metrics, resamples=args.bootstrap or 1000, seed=args.seed,
                          names=tuple(str(path) for path in args.compare))

@@ -177,6 +177,13 @@ class XrgTask(L.LightningModule):
         name = study_id or (study_name(images) if all(isinstance(i, (str, Path)) for i in images) else "study")
         return report_studies(self, [(name, list(images))], explain=explain)[0]
 
+    def configure_callbacks(self) -> list[L.Callback]:
+        """What every run of every task gets, from the CLI or a notebook: random states in each
+        checkpoint for an exact resume, and the count of studies skipped as unreadable."""
+        from xrg.callbacks import ExactResume, SkippedStudies
+
+        return [ExactResume(), SkippedStudies()]
+
     def on_fit_start(self) -> None:
         total = sum(p.numel() for p in self.parameters())
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -79,7 +79,7 @@ def build_index(retriever: Retriever, datamodule, owner: torch.nn.Module, query_
                 metadata: dict[str, Any]) -> None:
     datamodule.setup("fit")
     train = datamodule.datasets["train"]
-    keys = None
+    keys, ids = None, [study.id for study in train.studies]
     if retriever.keys_from_images:
         # Keys from deterministic (evaluation) transforms: a random crop would blur the index.
         train = copy.copy(train)
@@ -88,11 +88,14 @@ def build_index(retriever: Retriever, datamodule, owner: torch.nn.Module, query_
                             collate_fn=collate_studies)
         was_training = owner.training
         owner.eval()
-        chunks = []
+        chunks, ids = [], []
         for batch in track(loader, "embedding training studies for the retrieval index", trainer=getattr(owner, "_trainer", None)):
+            if not batch["ids"]:  # every study of the batch failed to decode (on_bad_study: skip)
+                continue
             batch = {k: v.to(owner.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
             chunks.append(query_fn(batch).float().cpu())
+            ids += batch["ids"]  # a study that failed to decode has no key: it stays out of the index
         owner.train(was_training)
         keys = torch.cat(chunks)
-    ids = [study.id for study in train.studies]
-    retriever.build(ids, list(train.reports), keys, metadata)
+    report_of = dict(zip((study.id for study in train.studies), train.reports))
+    retriever.build(ids, [report_of[study_id] for study_id in ids], keys, metadata)

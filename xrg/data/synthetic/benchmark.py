@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import shutil
 import struct
-import tempfile
-import uuid
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from xrg.data.cache import build_atomically
 from xrg.data.errors import DataError
 from xrg.data.labels import CHEXPERT_LABELS
 from xrg.data.synthetic.anatomy import sample_patient, textures
@@ -125,6 +123,7 @@ def generate_benchmark(out_dir, num_studies: int, seed: int = 0, *, image_size: 
     """Write `num_studies` synthetic studies (annotation.json, images/, labels.json, findings.json)."""
     _check_params(num_studies, image_size, views, split_fractions)
     out = Path(out_dir)
+    (out / STAMP).unlink(missing_ok=True)  # written again last: an overwrite never sits under an old stamp
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
     width = max(6, len(str(num_studies - 1)))
@@ -137,42 +136,14 @@ def generate_benchmark(out_dir, num_studies: int, seed: int = 0, *, image_size: 
 
 
 def ensure_benchmark(root, num_studies: int, seed: int = 0, **kw) -> Path:
-    """Return `root` holding the requested benchmark, generating it only if it is not there yet.
-
-    Generation goes to a temporary sibling that is renamed into place, so an interrupted run never
-    leaves a directory that looks complete. A `root` holding anything but a benchmark is refused.
-    """
-    root = Path(root)
+    """Return `root` holding the requested benchmark, generating it only if it is not there yet:
+    built aside and renamed into place, its `benchmark.json` the completion record
+    (`xrg.data.cache.build_atomically`)."""
     params = {k: kw[k] for k in ("image_size", "views", "split_fractions", "conspicuity") if k in kw}
     defaults = {"image_size": 256, "views": 2, "split_fractions": (0.8, 0.1, 0.1), "conspicuity": 1.0}
     wanted = _stamp(num_studies, seed, **(defaults | params))
-    if _read_stamp(root) == wanted:
-        return root
-    if root.exists() and any(root.iterdir()) and _read_stamp(root) is None:
-        raise DataError(f"{root}: exists and is not a synthetic benchmark (no {STAMP}); refusing to overwrite it")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
-        generate_benchmark(tmp, num_studies, seed, **kw)
-        if _read_stamp(root) == wanted:  # a concurrent run finished first
-            shutil.rmtree(tmp)
-            return root
-        old = root.with_name(f".{root.name}.old-{uuid.uuid4().hex[:8]}")
-        if root.exists():
-            root.rename(old)
-        tmp.rename(root)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return root
-
-
-def _read_stamp(root: Path) -> dict | None:
-    try:
-        return json.loads((root / STAMP).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    return build_atomically(root, wanted, lambda out: generate_benchmark(out, num_studies, seed, **kw), STAMP,
+                            what="synthetic benchmark")
 
 
 # ------------------------------------------------------------------------------ render mode
@@ -191,6 +162,7 @@ def render_for_annotation(annotation_path, labels_path, out_dir, *, seed: int = 
         raise DataError(f"{labels_path}: expected an object mapping study id to its labels, got {type(labels).__name__}")
     codes = {item["id"]: _study_labels(labels, item["id"], labels_path) for _, item in items}
     out = Path(out_dir)
+    (out / STAMP).unlink(missing_ok=True)
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
     tasks = [(seed, i, item["id"], codes[item["id"]], str(images), image_size, views, conspicuity)

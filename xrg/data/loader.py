@@ -1,0 +1,129 @@
+"""The DataLoader every split uses: it counts the studies that could not be decoded, never hands a
+task a batch without studies, and resumes a training epoch exactly where a checkpoint left it.
+
+Exact resume needs the data stream to be a function of (seed, epoch) alone. `EpochShuffle` draws
+each epoch's permutation, and one augmentation seed per item, from a generator seeded by
+(seed, epoch): no draw from the global RNG that the model's dropout also consumes, and the same
+crops whatever the number of workers. `StudyLoader` is stateful in Lightning's sense: Lightning
+saves its `state_dict()` (epoch, batches handed out) with every checkpoint and calls
+`load_state_dict()` before iterating again when it resumes mid-epoch; the sampler then starts at
+the first batch not yet trained on, without loading the images of the batches it skips.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+
+log = logging.getLogger(__name__)
+
+
+def _mix(*numbers: int) -> int:
+    """One seed from several integers (seed + epoch alone would collide across seeds)."""
+    return int(np.random.SeedSequence([n % 2**63 for n in numbers]).generate_state(1, np.uint64)[0])
+
+
+def default_seed() -> int:
+    """The run's seed as `seed_everything` recorded it (Lightning's own DistributedSampler convention)."""
+    return int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+
+class EpochShuffle(RandomSampler):
+    """A fresh permutation each epoch, drawn from (seed, epoch) only; yields `(index, item_seed)`.
+
+    A RandomSampler by type, so under DDP Lightning swaps in its DistributedSampler (which yields
+    plain indices: items then draw augmentations from the worker's RNG, and resume is not exact).
+    """
+
+    def __init__(self, data_source, seed: int | None = None) -> None:
+        super().__init__(data_source)
+        self.seed = default_seed() if seed is None else seed
+        self.epoch = 0
+        self.start = 0  # position in this epoch's permutation to begin at (set by a resume)
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls it at every epoch start
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        generator = torch.Generator().manual_seed(_mix(self.seed, self.epoch))
+        n = len(self.data_source)
+        order = torch.randperm(n, generator=generator).tolist()
+        item_seeds = torch.randint(0, 2**62, (n,), generator=generator).tolist()
+        start, self.start = self.start, 0
+        return iter(list(zip(order, item_seeds))[start:])
+
+    def __len__(self) -> int:
+        return len(self.data_source)
+
+
+class StudyLoader(DataLoader):
+    """A DataLoader of `collate_studies` batches (see the module docstring).
+
+    `failures` maps each study that could not be decoded (on_bad_study: skip) to why;
+    `failed_loads` counts every such attempt (a bad image fails again each epoch).
+    """
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        # A generator: nothing below runs until the first batch is asked for, which is after
+        # Lightning's `set_epoch` (it calls `iter()` earlier than that when a fit starts).
+        return self._batches()
+
+    def _batches(self) -> Iterator[dict[str, Any]]:
+        self._ensure_state()
+        epoch, batches = self._resume or (None, 0)
+        self._resume = None
+        sampler = self.sampler
+        if epoch is not None and getattr(sampler, "epoch", None) == epoch and batches:
+            if isinstance(sampler, EpochShuffle) and self.batch_size:
+                sampler.start = batches * self.batch_size
+            else:
+                log.warning("resuming mid-epoch with %s: the epoch's data order restarts from its beginning",
+                            type(sampler).__name__)
+                batches = 0
+        else:
+            batches = 0
+        self._epoch, self._handed_out = getattr(sampler, "epoch", 0), batches
+        for batch in super().__iter__():
+            self._handed_out += 1
+            for failed in batch.pop("failed", []):
+                self.failures[failed["id"]] = failed["error"]
+                self.failed_loads += 1
+            if batch.get("ids"):  # a batch whose every study failed is left out, not handed on
+                yield batch
+
+    def _ensure_state(self) -> None:
+        # Attributes set lazily: Lightning re-creates loaders (predict, DDP) through __init__'s
+        # arguments only, so an __init__ of our own would have to mirror DataLoader's.
+        if not hasattr(self, "failures"):
+            self.failures: dict[str, str] = {}
+            self.failed_loads = 0
+            self._resume: tuple[int, int] | None = None
+            self._epoch, self._handed_out = 0, 0
+
+    # Lightning's `_Stateful` protocol: saved with the fit loop, restored on a mid-epoch resume.
+    def state_dict(self) -> dict[str, int]:
+        self._ensure_state()
+        return {"epoch": self._epoch, "batches": self._handed_out, "seed": getattr(self.sampler, "seed", -1)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._ensure_state()
+        if isinstance(self.sampler, EpochShuffle) and state.get("seed", -1) >= 0:
+            self.sampler.seed = state["seed"]
+        self._resume = (state["epoch"], state["batches"])
+
+
+def skipped_at_setup(loader: object) -> dict[str, str]:
+    """Studies of `loader`'s split left out when the dataset was built (missing file, empty report)."""
+    skipped = getattr(getattr(loader, "dataset", None), "skipped", None)
+    return dict(skipped) if isinstance(skipped, dict) else {}
+
+
+def left_out(loader: object) -> dict[str, str]:
+    """Every study of `loader`'s split that reached no model, with why: left out at setup, or
+    failed to decode (counted by `StudyLoader`)."""
+    return skipped_at_setup(loader) | getattr(loader, "failures", {})
