@@ -64,8 +64,7 @@ class EpochShuffle(RandomSampler):
 class StudyLoader(DataLoader):
     """A DataLoader of `collate_studies` batches (see the module docstring).
 
-    `failures` maps each study that could not be decoded (on_bad_study: skip) to why;
-    `failed_loads` counts every such attempt (a bad image fails again each epoch).
+    `failures` maps each study that could not be decoded (on_bad_study: skip) to why.
     """
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -75,24 +74,20 @@ class StudyLoader(DataLoader):
 
     def _batches(self) -> Iterator[dict[str, Any]]:
         self._ensure_state()
-        epoch, batches = self._resume or (None, 0)
-        self._resume = None
-        sampler = self.sampler
-        if epoch is not None and getattr(sampler, "epoch", None) == epoch and batches:
+        resume, self._resume = self._resume, None
+        sampler, skip = self.sampler, 0
+        if resume is not None and resume[0] == getattr(sampler, "epoch", None):  # the epoch a checkpoint left mid-way
             if isinstance(sampler, EpochShuffle) and self.batch_size:
-                sampler.start = batches * self.batch_size
-            else:
+                skip = resume[1]
+                sampler.start = skip * self.batch_size
+            elif resume[1]:
                 log.warning("resuming mid-epoch with %s: the epoch's data order restarts from its beginning",
                             type(sampler).__name__)
-                batches = 0
-        else:
-            batches = 0
-        self._epoch, self._handed_out = getattr(sampler, "epoch", 0), batches
+        self._epoch, self._handed_out = getattr(sampler, "epoch", 0), skip
         for batch in super().__iter__():
             self._handed_out += 1
             for failed in batch.pop("failed", []):
                 self.failures[failed["id"]] = failed["error"]
-                self.failed_loads += 1
             if batch.get("ids"):  # a batch whose every study failed is left out, not handed on
                 yield batch
 
@@ -101,7 +96,6 @@ class StudyLoader(DataLoader):
         # arguments only, so an __init__ of our own would have to mirror DataLoader's.
         if not hasattr(self, "failures"):
             self.failures: dict[str, str] = {}
-            self.failed_loads = 0
             self._resume: tuple[int, int] | None = None
             self._epoch, self._handed_out = 0, 0
 
