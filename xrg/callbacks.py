@@ -291,7 +291,7 @@ class EpochSummary(L.Callback):
     """One line per validation epoch with the headline validation metrics (and the last training
     loss), printed above the live progress bar and kept in the scrollback, e.g.
 
-        epoch 3  train/loss 2.114  val/loss 2.301  val/nlg/bleu_4 0.081  val/ce/chexpert-rules/macro14/f1 0.213
+        epoch 3  train/loss 2.1140  val/loss 2.3010  val/nlg/bleu_4 0.0810  val/ce/chexpert-rules/macro14/f1 0.2130
 
     The `xrg` CLI adds it to every fit and validate (it is not a recipe's choice)."""
 
@@ -307,7 +307,7 @@ class EpochSummary(L.Callback):
         line = summary_line(trainer.callback_metrics, "val", self.HEADLINE, self.max_metrics)
         if line:
             train_loss = trainer.callback_metrics.get("train/loss")
-            head = f"epoch {trainer.current_epoch}" + (f"  train/loss {float(train_loss):.4g}" if train_loss is not None else "")
+            head = f"epoch {trainer.current_epoch}" + (f"  train/loss {float(train_loss):.4f}" if train_loss is not None else "")
             pl_module.print(f"{head}  {line}")
 
 
@@ -316,7 +316,7 @@ def summary_line(metrics: dict[str, Any], prefix: str, headline: tuple[str, ...]
     chosen = [f"{prefix}/{name}" for name in headline if f"{prefix}/{name}" in metrics]
     if len(chosen) < 2:  # a task with other metrics (recall@k, AUC per label...): its short keys
         chosen += [k for k in metrics if k.startswith(prefix + "/") and k.count("/") == 1 and k not in chosen]
-    return "  ".join(f"{key} {float(metrics[key]):.4g}" for key in chosen[:limit])
+    return "  ".join(f"{key} {float(metrics[key]):.4f}" for key in chosen[:limit])
 
 
 def stated_findings(reports: list[str], labeler: str = "chexpert-rules") -> list[str]:
