@@ -6,12 +6,15 @@
     xrg data mimic-cxr --reports ZIP --split CSV --metadata CSV --labels CSV --out DIR   (official files)
     xrg data iu-xray --reports XML_DIR --images PNG_DIR --out DIR                         (Open-i release)
     xrg data longitudinal --out DIR --num-pairs N [--seed S] [--image-size 128] [--views 2]  (prior/current pairs)
+    xrg data cache --annotation A [--image-dir D] --size S --out DIR [--workers K] [--window LOW HIGH] [--format jpeg|png]
+                   (every image resized once to the recipe's `resize`; the recipe then sets image_cache: DIR)
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -39,6 +42,14 @@ def _parser() -> CommandParser:
     pairs.add_argument("--out", type=Path, required=True)
     pairs.add_argument("--num-pairs", type=int, required=True)
     pairs.add_argument("--split-fractions", type=float, nargs=3, default=(0.7, 0.1, 0.2), metavar=("TRAIN", "VAL", "TEST"))
+    cache = commands.add_parser("cache", help="resize a dataset's images once to the size a recipe reads")
+    cache.add_argument("--annotation", type=Path, required=True, help="R2Gen annotation.json")
+    cache.add_argument("--image-dir", type=Path, help="image root (default: the annotation's folder + /images)")
+    cache.add_argument("--size", type=int, required=True, help="shorter side in px: the recipe's data `resize`")
+    cache.add_argument("--out", type=Path, required=True)
+    cache.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: every core)")
+    cache.add_argument("--window", type=float, nargs=2, metavar=("LOW", "HIGH"), help="the recipe's image_window, if any")
+    cache.add_argument("--format", choices=("jpeg", "png"), default="jpeg", help="jpeg: quality 95, fastest to load; png: lossless")
     for sub in (synth, render, pairs):
         sub.add_argument("--seed", type=int, default=0)
         sub.add_argument("--image-size", type=int, default=256)
@@ -63,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"xrg data {argv[0]}: error: {error}")
             return 2
     args = _parser().parse_args(argv)
+    if args.command == "cache":
+        return _cache(args)
     if args.command == "longitudinal":
         from xrg.data.synthetic.longitudinal import generate_longitudinal
 
@@ -89,4 +102,21 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - start
     studies = len(json.loads((out / "labels.json").read_text(encoding="utf-8")))
     print(f"{studies} studies in {seconds:.1f} s ({studies / seconds:.0f} studies/s) -> {out}")
+    return 0
+
+
+def _cache(args) -> int:
+    from xrg.data.image_cache import build_cache
+
+    start = time.perf_counter()
+    image_dir = args.image_dir or args.annotation.parent / "images"
+    try:
+        out = build_cache(args.annotation, image_dir, args.out, args.size, tuple(args.window) if args.window else None,
+                          workers=args.workers, image_format=args.format)
+    except (DataError, ValueError) as error:
+        print(f"xrg data cache: error: {error}")
+        return 2
+    count = json.loads((out / "cache.json").read_text(encoding="utf-8"))["images"]
+    print(f"{count} images at {args.size} px in {time.perf_counter() - start:.1f} s -> {out}; "
+          f"set `data.init_args.image_cache: {out}` in the recipe")
     return 0

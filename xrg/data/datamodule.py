@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+import logging
+
 import lightning as L
 import torch
 
@@ -15,6 +17,8 @@ from xrg.data.dataset import BadStudyPolicy, ReportDataset, collate_studies
 from xrg.data.errors import DataError
 from xrg.data.loader import EpochShuffle, StudyLoader, default_seed
 from xrg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, build_transform
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -44,6 +48,10 @@ class ReportDataModule(L.LightningDataModule):
     Loading: `num_workers` decoding processes (0 = in the training process), `pin_memory` for
     GPU training, `persistent_workers` (kept between epochs), `prefetch_factor` batches queued per
     worker (PyTorch's default 2 when None); docs/performance.md says how to size them.
+
+    `image_cache: DIR` reads the images from a cache built by `xrg data cache` at size `resize`
+    (see `xrg.data.image_cache`) when DIR holds one; a cache built for another size, window or
+    annotation is refused; without a cache yet, the source images are decoded as usual.
 
     Give either `annotation_path` (+ `image_dir`, default: the annotation's folder + "/images")
     or `synthetic` to use the embedded benchmark.
@@ -77,6 +85,7 @@ class ReportDataModule(L.LightningDataModule):
         predict_split: Literal["train", "val", "test"] = "test",
         image_window: tuple[float, float] | None = None,
         prior_views: int = 0,
+        image_cache: str | None = None,
     ) -> None:
         super().__init__()
         if isinstance(synthetic, dict):  # as a checkpoint's hyperparameters keep it
@@ -121,6 +130,7 @@ class ReportDataModule(L.LightningDataModule):
         image_dir = Path(self.image_dir) if self.image_dir else Path(self.annotation_path).parent / "images"
         labels = read_labels(self.labels_path) if self.labels_path else None
         hp = self.hparams
+        image_dir, suffix, window = self._cached_images(image_dir)
         for split in SPLITS:
             transform = build_transform(
                 train=split == "train", image_size=hp.image_size, resize=hp.resize,
@@ -129,7 +139,7 @@ class ReportDataModule(L.LightningDataModule):
             )
             self.datasets[split] = ReportDataset(
                 annotation[split], image_dir, transform, self.cleaner, labels, hp.max_views, hp.on_bad_study,
-                hp.image_window, hp.prior_views,
+                window, hp.prior_views, suffix,
             )
 
     def _require_split(self, stage: str | None) -> None:
@@ -143,6 +153,19 @@ class ReportDataModule(L.LightningDataModule):
         why = f"all {skipped} were skipped as bad (see the warnings)" if skipped else "it lists no studies"
         raise DataError(f"{self.annotation_path}: the {split!r} split has no usable studies ({why}); "
                         f"`xrg {getattr(stage, 'value', stage) or 'fit'}` needs at least one")
+
+    def _cached_images(self, image_dir: Path) -> tuple[Path, str, tuple[float, float] | None]:
+        """(image folder, path suffix, window) to read: the cache's when there is one."""
+        hp = self.hparams
+        if hp.image_cache:
+            from xrg.data.image_cache import check_cache
+
+            cached = check_cache(hp.image_cache, self.annotation_path, hp.resize, hp.image_window)
+            if cached is not None:
+                return *cached, None  # windowed when the cache was built
+            log.warning("no image cache in %s yet: decoding the source images (build it with `xrg data cache "
+                        "--annotation %s --size %d --out %s`)", hp.image_cache, self.annotation_path, hp.resize, hp.image_cache)
+        return image_dir, "", hp.image_window
 
     def train_reports(self) -> list[str]:
         """Cleaned training reports: what a word vocabulary or BPE tokenizer is fitted on."""

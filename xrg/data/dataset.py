@@ -29,12 +29,12 @@ def resolve_image(image_dir: Path, relative: str, study_id: str) -> Path:
     return path
 
 
-def check_study(study: Study, image_dir: Path, cleaned_report: str, with_prior: bool = False) -> None:
+def check_study(study: Study, image_dir: Path, cleaned_report: str, with_prior: bool = False, suffix: str = "") -> None:
     """Cheap checks done once at setup, so a bad study fails before hours of training."""
     if not cleaned_report.strip(" ."):
         raise DataError(f"study {study.id!r} ({study.split}): the report is empty")
     for relative in study.image_paths + (study.prior.image_paths if with_prior and study.prior else ()):
-        path = resolve_image(image_dir, relative, study.id)
+        path = resolve_image(image_dir, relative + suffix, study.id)
         if not path.is_file():
             raise DataError(f"study {study.id!r}: image file {path} does not exist")
 
@@ -63,8 +63,10 @@ class ReportDataset(Dataset):
         on_bad_study: BadStudyPolicy = "raise",
         image_window: tuple[float, float] | None = None,
         prior_views: int = 0,
+        path_suffix: str = "",
     ) -> None:
         self.image_dir = Path(image_dir)
+        self.path_suffix = path_suffix  # ".png" when reading from an image cache (xrg.data.image_cache)
         self.image_window = image_window
         self.transform = transform
         self.max_views = max_views
@@ -78,7 +80,7 @@ class ReportDataset(Dataset):
         for study in studies:
             report = cleaner(study.report)
             try:
-                check_study(study, self.image_dir, report, with_prior=prior_views > 0)
+                check_study(study, self.image_dir, report, with_prior=prior_views > 0, suffix=path_suffix)
                 if labels is not None and study.id not in labels:
                     raise DataError(f"study {study.id!r}: no labels for it in the labels file")
             except DataError as err:
@@ -97,8 +99,8 @@ class ReportDataset(Dataset):
         return len(self.studies)
 
     def _views(self, study: Study, paths: tuple[str, ...]) -> torch.Tensor:
-        return torch.stack([self.transform(load_image(resolve_image(self.image_dir, p, study.id), study.id,
-                                                      self.image_window)) for p in paths])
+        return torch.stack([self.transform(load_image(resolve_image(self.image_dir, p + self.path_suffix, study.id),
+                                                      study.id, self.image_window)) for p in paths])
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         """`key` is an index, or (index, seed) from `EpochShuffle`: the item's random augmentation

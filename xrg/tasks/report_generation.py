@@ -79,6 +79,12 @@ class ReportGeneration(XrgTask):
         self.test_metrics = self._build_metrics(model_metrics or [])
         self.apply_frozen()
 
+    def apply_frozen(self) -> None:
+        super().apply_frozen()
+        if self.aligner is not None:  # its pretraining heads get no gradient from a report loss
+            for parameter in self.aligner.objective_only_parameters():
+                parameter.requires_grad_(False)
+
     def bind_widths(self) -> None:
         """Each block's input width from the block upstream: aligner <- image encoder, each guide
         <- image encoder and the memory before it, decoder <- the memory after the last guide."""

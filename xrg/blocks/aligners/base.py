@@ -28,3 +28,9 @@ class Aligner(Block, ABC):
 
     @abstractmethod
     def forward(self, features: Features) -> Features: ...
+
+    def objective_only_parameters(self) -> list:
+        """Parameters only the aligner's own pretraining objectives use (none by default). A task
+        that reads only `forward` freezes them: they get no gradient there, and DDP refuses
+        trainable parameters that the loss never reached."""
+        return []

@@ -155,6 +155,14 @@ class QFormerAligner(VocabularyOwner, Aligner):
         text_out = hidden[:, n_query:] if text_ids is not None else None
         return query_out, text_out
 
+    def objective_only_parameters(self) -> list[nn.Parameter]:
+        """The ITC/ITM/ITG heads and the text embeddings: queries skip the embeddings but their LayerNorm."""
+        heads = [self.vision_proj, self.text_proj, self.itm_head, self.itg]
+        embeddings = self.bert.embeddings if self.bert is not None else None
+        text = [getattr(embeddings, name) for name in ("word_embeddings", "position_embeddings", "token_type_embeddings")
+                if embeddings is not None and hasattr(embeddings, name)]
+        return [self.temperature] + [p for module in heads + text if module is not None for p in module.parameters()]
+
     def forward(self, features: Features) -> Features:
         queries, _ = self._run(features, None, None, "bidirectional")
         return Features(queries, queries.mean(1), None)

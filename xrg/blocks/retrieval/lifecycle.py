@@ -61,17 +61,30 @@ def ensure_index(retriever: Retriever, trainer, owner: torch.nn.Module, query_fn
     if retriever.index is not None and all(retriever.index.metadata.get(k) == v for k, v in metadata.items()):
         return
     location = index_location(trainer, index_dir)
-    if location is not None and (location / "index.json").is_file():
-        try:
-            retriever.load_index(location, metadata)
-            log.info("loaded report index from %s", location)
-            return
-        except ValueError as mismatch:
-            log.info("rebuilding the report index: %s", mismatch)
-    build_index(retriever, trainer.datamodule, owner, query_fn, metadata)
-    if location is not None and trainer.is_global_zero:
-        retriever.save_index(location)
-        log.info("saved report index of %d reports to %s", len(retriever.index), location)
+    # Under DDP rank 0 builds and saves the index while the other ranks wait, then they load it;
+    # a rank that cannot see rank 0's file (no shared filesystem) builds its own.
+    shared = location is not None and trainer is not None and trainer.world_size > 1
+    if shared and not trainer.is_global_zero:
+        trainer.strategy.barrier("xrg-retrieval-index")
+    if not _load_saved(retriever, location, metadata):
+        build_index(retriever, trainer.datamodule, owner, query_fn, metadata)
+        if location is not None and trainer.is_global_zero:
+            retriever.save_index(location)
+            log.info("saved report index of %d reports to %s", len(retriever.index), location)
+    if shared and trainer.is_global_zero:
+        trainer.strategy.barrier("xrg-retrieval-index")
+
+
+def _load_saved(retriever: Retriever, location: Path | None, metadata: dict[str, Any]) -> bool:
+    if location is None or not (location / "index.json").is_file():
+        return False
+    try:
+        retriever.load_index(location, metadata)
+    except ValueError as mismatch:
+        log.info("rebuilding the report index: %s", mismatch)
+        return False
+    log.info("loaded report index from %s", location)
+    return True
 
 
 @torch.no_grad()
