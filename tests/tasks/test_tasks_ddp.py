@@ -1,0 +1,117 @@
+"""Every training task kind runs under DDP: two CPU processes (gloo), started the way torchrun or
+srun start them (each process runs the CLI itself; Lightning reads RANK/LOCAL_RANK/WORLD_SIZE).
+
+One launch fits each task kind's synthetic recipe for 1 step and tests it (contrastive pretraining
+scores in validation), then checks on both ranks: identical metrics, computed from the whole gathered split (not one rank's half),
+report texts scored once (by rank 0, shared), and a retrieval index built once per weights (rank 0
+builds and saves it, the other rank loads it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import subprocess
+import sys
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+# task kind -> its synthetic recipe (the report-generation one carries a retrieval guide)
+RECIPES = {
+    "report_generation": "mix/radialog_retrieval_synthetic.yaml",
+    "findings": "radialog/classifier_synthetic.yaml",
+    "contrastive": "trrg/stage1_synthetic.yaml",
+    "qformer_alignment": "radialog/qformer_synthetic.yaml",
+    "concept_alignment": "radalign/retrieval_synthetic.yaml",
+    "instruction_tuning": "radialog/instruct_synthetic.yaml",
+}
+WITH_INDEX = {"report_generation", "concept_alignment"}
+NUM_STUDIES, SPLITS = 48, (0.5, 0.25, 0.25)  # 12 test studies: 6 per rank, so no sampler padding
+TEST_STUDIES = int(NUM_STUDIES * SPLITS[2])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _count_calls(module, name: str, record: list, size=lambda *a, **k: None) -> None:
+    original = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        record.append(size(*args, **kwargs))
+        return original(*args, **kwargs)
+
+    setattr(module, name, counted)
+
+
+def _worker(rank: int, port: int, root: str, tmp: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", NODE_RANK="0",
+                      RANK=str(rank), LOCAL_RANK=str(rank))
+    import torch
+
+    torch.set_num_threads(1)
+    from xrg.blocks.retrieval import lifecycle
+    from xrg.lightning_cli import run_lightning_cli
+    from xrg.metrics.nlg.metric import PairedTextMetric
+    from xrg.tasks import findings
+
+    builds, scored, aucs = [], [], []
+    _count_calls(lifecycle, "build_index", builds)
+    _count_calls(PairedTextMetric, "_score", scored, lambda metric: len(metric.texts()[0]))
+    _count_calls(findings, "per_label_auc", aucs, lambda probs, *a, **k: probs.shape[0])
+    results = {}
+    for kind, recipe in RECIPES.items():
+        del builds[:], scored[:], aucs[:]
+        cli = run_lightning_cli([
+            "fit", "--config", str(REPO / "recipes" / recipe), "--trainer.accelerator=cpu", "--trainer.devices=2",
+            "--trainer.strategy=ddp", "--trainer.max_steps=1", "--trainer.max_epochs=1",
+            "--trainer.num_sanity_val_steps=0", "--trainer.logger=false", "--trainer.enable_progress_bar=false",
+            f"--trainer.default_root_dir={tmp}/{kind}", f"--data.init_args.synthetic.root={root}",
+            f"--data.init_args.synthetic.num_studies={NUM_STUDIES}", f"--data.init_args.synthetic.split_fractions={list(SPLITS)}",
+            "--data.init_args.batch_size=4", "--data.init_args.eval_batch_size=6",
+            *(["--model.init_args.decoder.init_args.max_new_tokens=8"] if "decoder" in Path(REPO / "recipes" / recipe).read_text() else []),
+        ])
+        evaluate = cli.trainer.validate if kind == "contrastive" else cli.trainer.test  # it scores in validation
+        (metrics,) = evaluate(cli.model, datamodule=cli.datamodule, verbose=False)
+        results[kind] = {"metrics": metrics, "builds": len(builds), "scored": scored[:], "auc_rows": aucs[:]}
+    Path(tmp, f"rank{rank}.json").write_text(json.dumps(results))
+
+
+@pytest.mark.slow
+def test_every_task_kind_trains_and_scores_once_under_ddp(tmp_path: Path) -> None:
+    from xrg.data.synthetic import ensure_benchmark
+
+    root = tmp_path / "synthetic"
+    ensure_benchmark(root, NUM_STUDIES, split_fractions=SPLITS)  # once, before the ranks start
+    port = _free_port()
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    ranks = [subprocess.Popen([sys.executable, __file__, str(rank), str(port), str(root), str(tmp_path)], env=env)
+             for rank in (0, 1)]
+    try:
+        codes = [rank.wait(timeout=900) for rank in ranks]
+    finally:
+        for rank in ranks:  # a rank left waiting on a failed peer
+            rank.kill()
+    assert codes == [0, 0]
+    ranks = [json.loads(Path(tmp_path, f"rank{r}.json").read_text()) for r in (0, 1)]
+    for kind in RECIPES:
+        first, second = ranks[0][kind], ranks[1][kind]
+        assert first["metrics"] and first["metrics"] == pytest.approx(second["metrics"]), kind
+        # rank 0 builds (after fitting, the weights changed: again for the test), rank 1 only loads
+        assert second["builds"] == 0 and (first["builds"] >= 1) == (kind in WITH_INDEX), kind
+        if kind in ("report_generation", "instruction_tuning"):
+            # rank 0 scored the 12 gathered pairs once; rank 1 received the scores
+            assert (first["scored"], second["scored"]) == ([TEST_STUDIES], []), kind
+            assert "test/nlg/bleu_4" in first["metrics"], kind
+        if kind in ("findings", "concept_alignment"):
+            assert first["auc_rows"] == second["auc_rows"] == [TEST_STUDIES], kind
+
+
+if __name__ == "__main__":  # one rank, as torchrun would start it
+    _worker(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4])
