@@ -27,7 +27,7 @@ from xrg.blocks.decoders import CausalLMDecoder, Decoder, LoRASettings, Transfor
 from xrg.blocks.encoders import (HFImageEncoder, HFTextEncoder, ImageEncoder, OpenClipImageEncoder,
                                  OpenClipTextEncoder, TextEncoder, TimmImageEncoder)
 from xrg.blocks.findings import ConceptAligner, FindingsClassifier, FindingsHead, ZeroShotDiseasePerception
-from xrg.blocks.guides import (DiseaseClues, Encoded, Guidance, Guide, PredictedFindings, RecognisedConcepts,
+from xrg.blocks.guides import (DiseaseClues, Encoded, Guidance, Guide, PredictedFindings, PriorStudy, RecognisedConcepts,
                                RetrievedReports)
 from xrg.blocks.retrieval import ReportRetriever, Retriever
 from xrg.data.labels import CHEXPERT_LABELS, select_labels
@@ -409,6 +409,7 @@ GUIDES = members(
     Member("recognised_concepts_tokens", lambda: RecognisedConcepts(ConceptAligner(text_encoder(), dim=16, heads=2),
                                                                     tokens=True)),
     Member("retrieved_reports", retrieved_reports),
+    Member("prior_study", lambda: PriorStudy(text=True, images=True)),
 )
 
 
@@ -418,8 +419,12 @@ def encoded_study(memory_dim: int | None = MEMORY, visual: Features | None = Non
         memory = Features(visual.tokens[:, :0], visual.pooled, visual.mask[:, :0])
     else:
         memory = features(dim=memory_dim, seed=3)
-    batch = {"ids": ["s0", "s1"], "reports": REPORTS[:2], "labels": LABELS, "images": None}
-    return Encoded(batch, visual, memory, with_loss=with_loss)
+    batch = {"ids": ["s0", "s1"], "reports": REPORTS[:2], "labels": LABELS, "images": None,
+             "indications": ["cough", ""], "prior_reports": ["no effusion .", ""],
+             "prior_images": torch.zeros(2, 1, 3, 8, 8), "prior_view_mask": torch.tensor([[True], [False]])}
+    # the task's images -> memory path, for the prior study's views (`PriorStudy`)
+    prior_memory = lambda images, view_mask: features(dim=memory_dim or VISUAL, seed=5)  # noqa: E731
+    return Encoded(batch, visual, memory, with_loss=with_loss, encode_views=prior_memory)
 
 
 def guide_output(guide: Block, encoded: Encoded | None = None) -> Guidance:
@@ -582,6 +587,12 @@ def concrete_subclasses(base: type) -> set[type]:
     return found
 
 
+# Blocks whose contract is checked in their own test file, with why they are not built here.
+COVERED_ELSEWHERE = {
+    "BioVilImageEncoder": "tests/blocks/test_biovil.py: a ResNet-50 build with the package's 448 px forward costs ~7 s",
+}
+
+
 def test_every_block_has_a_contract_entry():
     for module in pkgutil.walk_packages(xrg.blocks.__path__, "xrg.blocks."):
         importlib.import_module(module.name)  # a block in a module no __init__ imports still counts
@@ -592,5 +603,6 @@ def test_every_block_has_a_contract_entry():
             block = param.values[0].build()
             assert isinstance(block, base), f"{param.id} is listed under {base.__name__}"
             listed.add(type(block))
-        missing = sorted(cls.__qualname__ for cls in concrete_subclasses(base) - listed)
+        missing = sorted(cls.__qualname__ for cls in concrete_subclasses(base) - listed
+                         if cls.__qualname__ not in COVERED_ELSEWHERE)
         assert not missing, f"{base.__name__} members without a contract entry: {missing}"
