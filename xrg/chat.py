@@ -56,7 +56,7 @@ class Session:
             _require_chat_model(model)
         except CheckpointError as error:
             raise CheckpointError(f"{checkpoint}: {error}") from None
-        return cls(model, model.preparation.views(list(image_paths), "chat"), **generate_kwargs)
+        return cls(model, model.preparation.views(list(image_paths)), **generate_kwargs)
 
     def _reply(self, prompt: str) -> str:
         return self.model.decoder.generate(self._encoded.memory, [prompt], **self.generate_kwargs)[0]

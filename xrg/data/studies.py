@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from xrg.data.dataset import collate_studies, load_image
 from xrg.data.errors import DataError
-from xrg.data.images import is_image_file
+from xrg.data.images import is_image_file, read_image
 from xrg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, build_transform
 
 log = logging.getLogger(__name__)
@@ -63,13 +63,16 @@ class ImagePreparation:
         return build_transform(train=False, image_size=self.image_size, resize=self.resize, mean=self.mean,
                                std=self.std, preprocessing=self.preprocessing)
 
-    def read(self, path: str | Path, study_id: str) -> Image.Image:
+    def read(self, path: str | Path, study_id: str | None = None) -> Image.Image:
+        """One image file, read with this window; errors name the study when one is given."""
+        if study_id is None:
+            return read_image(path, self.image_window)
         return load_image(Path(path), study_id, self.image_window)
 
-    def views(self, images: Sequence[ImageLike], study_id: str) -> torch.Tensor:
+    def views(self, images: Sequence[ImageLike], study_id: str | None = None) -> torch.Tensor:
         """`[V, C, H, W]` for one study's images (paths or PIL images), the first `max_views` of them."""
         if not images:
-            raise DataError(f"study {study_id!r} has no images")
+            raise DataError(f"study {study_id!r} has no images" if study_id else "no images given")
         if len(images) > self.max_views:
             log.warning("study %r: %d images, the model reads %d views; using the first %d",
                         study_id, len(images), self.max_views, self.max_views)
