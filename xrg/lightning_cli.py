@@ -76,6 +76,9 @@ class XrgCLI(LightningCLI):
             return
         section = self.config[subcommand]
         checkpoint = read_checkpoint(ckpt_path)
+        if "pytorch-lightning_version" not in checkpoint:  # Lightning's restore would die in a KeyError
+            raise CheckpointError(f"{ckpt_path}: not a Lightning checkpoint (no 'pytorch-lightning_version'); "
+                                  "expected a .ckpt written by `xrg fit` (plain weights go in a recipe's init_from)")
         recipe_model = section.get("model")
         if recipe_model is None or "_class_path" in (checkpoint.get("hyper_parameters") or {}):
             hparams = task_config(checkpoint, ckpt_path)

@@ -119,9 +119,12 @@ class ReportDataModule(L.LightningDataModule):
         self.labels_path = str(Path(root) / "labels.json")
 
     def setup(self, stage: str | None = None) -> None:
+        self._ensure_datasets()
+        self._require_split(stage)
+
+    def _ensure_datasets(self) -> None:
         if not self.datasets:
             self._build_datasets()
-        self._require_split(stage)
 
     def _build_datasets(self) -> None:
         if self.synthetic is not None:
@@ -169,12 +172,12 @@ class ReportDataModule(L.LightningDataModule):
 
     def train_reports(self) -> list[str]:
         """Cleaned training reports: what a word vocabulary or BPE tokenizer is fitted on."""
-        self.setup("fit")
+        self._ensure_datasets()  # also at predict time, where a model builds its vocabulary before its weights load
         return list(self.datasets["train"].reports)
 
     def train_labels(self) -> torch.Tensor:
         """`[N, 14]` training labels (NaN = blank): what class weights are computed from."""
-        self.setup("fit")
+        self._ensure_datasets()
         dataset = self.datasets["train"]
         if dataset.labels is None:
             raise DataError(f"{self.annotation_path}: no labels file, but the task needs training labels")
