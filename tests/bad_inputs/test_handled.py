@@ -1,6 +1,6 @@
 """Inputs that look odd but are fine are handled, and say so where it matters: every pixel mode
 reaches the model (16-bit, 32-bit, float, palette, CMYK, RGBA, 1x1) and a study skipped under
-`on_bad_study: skip` is counted in a warning, never silently dropped."""
+`on_bad_study: skip` is counted in a warning and gets an error row, never silently dropped."""
 
 from __future__ import annotations
 
@@ -47,5 +47,7 @@ def test_a_skipped_study_is_counted(world, tmp_path, xrg, caplog):
     with caplog.at_level(logging.WARNING):
         code, _, _ = xrg("predict", f"--ckpt_path={world.report}", *data_args(path), "--data.on_bad_study=skip",
                          f"--data.image_dir={world.data / 'images'}", f"--predictions={out}", *QUIET)
-    assert code == 0 and len(out.read_text().splitlines()) == 1
-    assert "skipped 1 bad studies of 2" in caplog.text and "missing.png does not exist" in caplog.text
+    rows = {row["id"]: row for row in map(json.loads, out.read_text().splitlines())}
+    assert code == 0 and set(rows) == {"study_006", "study_007"}  # no row silently missing
+    assert "missing.png does not exist" in rows["study_006"]["error"] and "error" not in rows["study_007"]
+    assert "skipped 1 bad studies of 2" in caplog.text
