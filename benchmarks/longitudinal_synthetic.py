@@ -58,8 +58,7 @@ def course_scores(checkpoint: Path, data: Path, prior_views: int, crop: int, bat
 
 def run(a) -> dict:
     work, data = Path(a.workdir), Path(a.data)
-    if not (data / "annotation.json").is_file():
-        generate_longitudinal(data, a.pairs, image_size=a.image_size)
+    generate_longitudinal(data, a.pairs, image_size=a.image_size)  # reused when already built
     results = Results(a.out, vars(a))
     work.mkdir(parents=True, exist_ok=True)
     for name, recipe, prior_views in (("with prior", RECIPE, 2), ("without prior", recipe_without_prior(work / "no_prior.yaml"), 0)):

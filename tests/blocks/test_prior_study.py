@@ -15,6 +15,7 @@ from xrg.blocks.decoders import CausalLMDecoder, PromptBuilder, TransformerDecod
 from xrg.blocks.encoders import TimmImageEncoder
 from xrg.blocks.guides import PriorStudy
 from xrg.data import ReportDataModule
+from xrg.data.errors import DataError
 from xrg.data.synthetic.longitudinal import COURSES, generate_longitudinal, stated_courses
 from xrg.data.tokenizers import BPETokenizer, WordTokenizer
 from xrg.tasks import ReportGeneration
@@ -126,5 +127,11 @@ def test_longitudinal_pairs_state_their_courses(tmp_path):
     assert len(items) == 16 and all((out / "images" / item["prior"]["image_path"][0]).is_file() for item in items)
     assert all(stated_courses(item["report"]) == courses[item["id"]] for item in items)
     assert {c for study in courses.values() for c in study.values()} == set(COURSES)
-    with pytest.raises(FileExistsError):
-        generate_longitudinal(out, num_pairs=4)
+    stamp = (out / "annotation.json").stat().st_mtime_ns
+    assert generate_longitudinal(tmp_path / "long", num_pairs=16, image_size=64, views=1) == out  # reused
+    assert (out / "annotation.json").stat().st_mtime_ns == stamp
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("a user's file")
+    with pytest.raises(DataError, match="refusing to overwrite"):
+        generate_longitudinal(tmp_path / "mine", num_pairs=4, image_size=64, views=1)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "a user's file"

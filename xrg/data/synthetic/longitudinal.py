@@ -9,8 +9,9 @@ the usual report of the current findings followed by one comparison sentence per
 (`COMPARISON[course]`); the prior's report and images come with it as `prior` (the layout
 `xrg data mimic-cxr` writes). Both studies share the patient's anatomy, as real follow-ups do.
 
-    generate_longitudinal("data_cache/longitudinal", num_pairs=1000)
-    # annotation.json (items with "prior"), images/<id>/{0,1}.png, images/<id>_prior/..., labels.json, courses.json
+    generate_longitudinal("data_cache/longitudinal", num_pairs=1000)   # built once, then reused
+    # annotation.json (items with "prior"), images/<id>/{0,1}.png, images/<id>_prior/..., labels.json,
+    # courses.json, longitudinal.json (the completion record)
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ from __future__ import annotations
 import copy
 import json
 import re
-import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
 
+from xrg.data.cache import build_atomically
 from xrg.data.synthetic.anatomy import sample_patient
 from xrg.data.synthetic.benchmark import SPLITS, _split_of, encode_png
 from xrg.data.synthetic.findings import SIDES, SIZES, SEVERITIES, Findings, sample_findings, sample_opacity
@@ -95,32 +95,37 @@ def _write_views(folder: Path, images: list[np.ndarray]) -> list[str]:
     return [f"{folder.name}/{view}.png" for view in range(len(images))]
 
 
+RECORD = "longitudinal.json"
+
+
 def generate_longitudinal(out_dir, num_pairs: int, seed: int = 0, *, image_size: int = 128, views: int = 2,
                           split_fractions=(0.7, 0.1, 0.2)) -> Path:
-    """Write `num_pairs` prior/current pairs; built in a temporary folder and renamed into place."""
-    out = Path(out_dir)
-    if (out / "annotation.json").is_file():
-        raise FileExistsError(f"{out} already holds a dataset; choose another folder or remove it")
-    building = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
+    """`out_dir` holding `num_pairs` prior/current pairs: reused when its record matches, otherwise
+    built aside and renamed into place (`xrg.data.cache.build_atomically`), the record written last."""
+    wanted = {"generator": "xrg.data.synthetic.longitudinal", "num_pairs": num_pairs, "seed": seed,
+              "image_size": image_size, "views": views, "split_fractions": [float(x) for x in split_fractions]}
+    return build_atomically(out_dir, wanted, lambda out: _write_pairs(out, wanted), RECORD,
+                            what="synthetic longitudinal set")
+
+
+def _write_pairs(out: Path, wanted: dict) -> None:
     annotation, labels, courses_by_id = {split: [] for split in SPLITS}, {}, {}
-    for index, split in enumerate(_split_of(num_pairs, split_fractions)):
-        findings_rng, report_rng, image_rng = (np.random.default_rng(s) for s in np.random.SeedSequence([seed, index]).spawn(3))
+    size, views = wanted["image_size"], wanted["views"]
+    for index, split in enumerate(_split_of(wanted["num_pairs"], wanted["split_fractions"])):
+        rngs = np.random.SeedSequence([wanted["seed"], index]).spawn(3)
+        findings_rng, report_rng, image_rng = (np.random.default_rng(s) for s in rngs)
         prior, current, courses = sample_pair(findings_rng)
         patient = sample_patient(image_rng)
         study_id = f"long_{index:06d}"
-        prior_paths = _write_views(building / "images" / f"{study_id}_prior", render_views(patient, prior, image_size, views, image_rng))
-        paths = _write_views(building / "images" / study_id, render_views(patient, current, image_size, views, image_rng))
+        prior_paths = _write_views(out / "images" / f"{study_id}_prior", render_views(patient, prior, size, views, image_rng))
+        paths = _write_views(out / "images" / study_id, render_views(patient, current, size, views, image_rng))
         prior_report, _ = write_report(prior, report_rng)
         report, labels[study_id] = write_report(current, report_rng)
         comparison = " ".join(COMPARISON[c].format(name=n) for n, c in courses.items())
-        report = f"{report} {comparison}".strip()
         courses_by_id[study_id] = courses
-        annotation[split].append({"id": study_id, "report": report, "image_path": paths, "split": split,
-                                  "prior": {"id": f"{study_id}_prior", "report": prior_report, "image_path": prior_paths}})
-    (building / "labels.json").write_text(json.dumps(labels, indent=1))
-    (building / "courses.json").write_text(json.dumps(courses_by_id, indent=1))
-    (building / "annotation.json").write_text(json.dumps(annotation, indent=1))
-    if out.exists():
-        shutil.rmtree(out)  # an incomplete earlier build: it has no annotation.json
-    building.rename(out)
-    return out
+        annotation[split].append({"id": study_id, "report": f"{report} {comparison}".strip(), "image_path": paths,
+                                  "split": split, "prior": {"id": f"{study_id}_prior", "report": prior_report,
+                                                            "image_path": prior_paths}})
+    for name, payload in (("labels.json", labels), ("courses.json", courses_by_id), ("annotation.json", annotation),
+                          (RECORD, wanted)):
+        (out / name).write_text(json.dumps(payload, indent=1))
