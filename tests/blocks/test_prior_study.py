@@ -113,7 +113,7 @@ def test_a_model_must_read_the_prior_to_word_the_change(tmp_path):
                                 generate_in_validation=False, block_lr={"image_encoder": 3e-3},
                                 optimizer=lambda p: torch.optim.AdamW(p, lr=3e-3))
         dm = datamodule(root, prior_views=1 if with_prior else 0)
-        L.Trainer(max_epochs=40, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        L.Trainer(max_epochs=60, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                   enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0).fit(task, dm)
         accuracy[with_prior] = _course_accuracy(task, dm)
     assert accuracy[True] == 1.0 and accuracy[False] <= 0.75, accuracy
