@@ -275,7 +275,7 @@ def test_the_xrg_command_exits_with_one_line(name, offline_hub, tmp_path, monkey
 
     monkeypatch.setitem(sys.modules, "bert_score", None)
     preds = _predictions(tmp_path / "p.jsonl", [("a", "b")])
-    assert xrg(["evaluate", "--predictions", str(preds), "--metrics", name, "--no-meteor"]) == 2
+    assert xrg(["evaluate", "--predictions", str(preds), "--expect", "1", "--metrics", name, "--no-meteor"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     expected = 'pip install "xrg[bertscore]"' if name == "bertscore" else "cannot load the 'bert-base-uncased' config"
     assert line.startswith("xrg evaluate: error: ") and expected in line
