@@ -20,7 +20,7 @@ from xrg.lightning_cli import XrgCLI
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TINY_TEXT = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
-STEPS = 8
+STEPS = 20
 
 
 def build(recipe: Path, root: Path, run: Path, previous: Path | None, *extra: str) -> XrgCLI:
@@ -73,7 +73,7 @@ def test_trrg_stages_each_improve_their_own_objective(tmp_path):
     root = tmp_path / "benchmark"
     text = "{hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64}"
     stage1 = run_stage(RECIPES / "trrg" / "stage1_synthetic.yaml", root, tmp_path / "stage1", None,
-                       f"--model.init_args.text_encoder.init_args.config={text}", f"--trainer.max_steps={2 * STEPS}")
+                       f"--model.init_args.text_encoder.init_args.config={text}", f"--trainer.max_steps={STEPS // 2}")
     perception = "model.init_args.guides.0.init_args.perception.init_args"
     recipe = recipe_variant(RECIPES / "trrg" / "stage2_synthetic.yaml", tmp_path / "stage2.yaml",
                             {f"{perception}.text_encoder.init_args.config": TINY_TEXT})
