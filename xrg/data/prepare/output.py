@@ -4,25 +4,16 @@ and a one-screen summary of what was kept and what was skipped and why."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 from xrg.data.annotation import SPLITS
+from xrg.data.jsonl import write_atomic
 
 
 def write_json_atomic(path: Path, payload: object) -> None:
-    """Write to a temporary file beside `path`, then rename: a killed run never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(payload, stream, indent=1, ensure_ascii=False)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(payload, indent=1, ensure_ascii=False))
 
 
 def write_dataset(out: Path, items: list[dict], labels: dict[str, dict], skipped: Counter) -> str:
