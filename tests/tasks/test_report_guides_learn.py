@@ -171,3 +171,29 @@ def test_instruction_tuning_learns_dialogs(data_root, tmp_path):
     _, losses = fit(task, data_root, tmp_path, epochs=20)
     assert task.records  # dialogs were derived from the training reports and labels
     assert losses.losses[-1] < 0.5 * losses.losses[0]
+
+
+def test_logged_auroc_is_sklearns_on_the_probabilities_the_guide_perceived(data_root, tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    from xrg.metrics.ce import binarize, label_texts
+
+    torch.manual_seed(0)
+    task = ReportGeneration(encoder(), **BUILDS["findings tokens"](), optimizer=lambda p: torch.optim.AdamW(p, lr=3e-3),
+                            meteor=False, nlg_metrics=False, generate_in_validation=False)
+    trainer, _ = fit(task, data_root, tmp_path, epochs=4)
+    logged = trainer.test(task, datamodule=datamodule(data_root), verbose=False)[0]
+    rows = [row for batch in trainer.predict(task, datamodule=datamodule(data_root)) for row in batch]
+    truth = binarize(label_texts([row["reference"] for row in rows]), 0)
+    checked = 0
+    for column, name in enumerate(["No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Lesion",
+                                   "Lung Opacity", "Edema", "Consolidation", "Pneumonia", "Atelectasis",
+                                   "Pneumothorax", "Pleural Effusion", "Pleural Other", "Fracture", "Support Devices"]):
+        key = f"test/ce/chexpert-rules/auroc/{name}"
+        if name not in THREE or truth[:, column].all() or not truth[:, column].any():
+            assert key not in logged, f"{name} is not perceived (or one class only) but logged {logged.get(key)}"
+            continue
+        probabilities = [row["findings_probs"][name] for row in rows]  # rounded to 4 places in the rows
+        assert logged[key] == pytest.approx(roc_auc_score(truth[:, column].numpy(), probabilities), abs=0.02), name
+        checked += 1
+    assert checked >= 2

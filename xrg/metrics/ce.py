@@ -98,12 +98,13 @@ def _averages(pred: Tensor, ref: Tensor) -> dict[str, dict[str, float]]:
 
 def _auroc(probabilities: Tensor, positive: Tensor) -> Tensor:
     """ROC AUC per column in float64 (Mann-Whitney: the mean rank of the positives, ties
-    averaged); NaN where the reference has one class only (sklearn would raise)."""
+    averaged); NaN where the reference has one class only (sklearn would raise) or where a
+    probability is NaN (nothing perceived that observation)."""
     scores = torch.full((positive.shape[1],), math.nan, dtype=torch.float64)
     for column in range(positive.shape[1]):
         target = positive[:, column]
         n_pos, n_neg = int(target.sum()), int((~target).sum())
-        if n_pos and n_neg:
+        if n_pos and n_neg and not probabilities[:, column].isnan().any():  # NaN: nothing perceives it
             values, inverse, counts = torch.unique(probabilities[:, column].double(), return_inverse=True, return_counts=True)
             mean_rank = counts.cumsum(0) - (counts - 1) / 2  # 1-based rank of each distinct value, ties averaged
             rank_sum = mean_rank.double()[inverse][target].sum()
@@ -187,20 +188,24 @@ def is_empty_report(text: str) -> bool:
 
 
 def score_texts(
-    generated: Sequence[str], references: Sequence[str], label_matrix: Callable[[list[str]], Tensor], labeler: str
+    generated: Sequence[str], references: Sequence[str], label_matrix: Callable[[list[str]], Tensor], labeler: str,
+    probabilities: Tensor | None = None,
 ) -> dict[str, float]:
     """CE of generated reports against references with any labeler (`label_matrix`: texts -> [N, 14])."""
     if len(generated) != len(references):
         raise ValueError(f"got {len(generated)} generated reports but {len(references)} references")
     empty = torch.tensor([is_empty_report(text) for text in generated], dtype=torch.bool)
-    return ce_from_labels(label_matrix(list(generated)), label_matrix(list(references)), labeler, empty=empty)
+    return ce_from_labels(label_matrix(list(generated)), label_matrix(list(references)), labeler, empty=empty,
+                          probabilities=probabilities)
 
 
 def clinical_efficacy(generated: list[str], references: list[str], labeler: str = "chexpert-rules",
-                      progress: bool = False) -> dict[str, float]:
-    """CE of generated reports against references, every convention (see module docstring)."""
+                      progress: bool = False, probabilities: Tensor | None = None) -> dict[str, float]:
+    """CE of generated reports against references, every convention (see module docstring);
+    with `probabilities` [N, 14] also the AUROC of what the model perceived."""
     describe = "labelling" if progress else None
-    return score_texts(generated, references, lambda texts: label_texts(texts, labeler, describe), labeler)
+    return score_texts(generated, references, lambda texts: label_texts(texts, labeler, describe), labeler,
+                       probabilities=probabilities)
 
 
 class ClinicalEfficacy(Metric):
@@ -220,19 +225,30 @@ class ClinicalEfficacy(Metric):
         self.labeler = labeler
         self.add_state("generated", default=[], dist_reduce_fx=None)
         self.add_state("references", default=[], dist_reduce_fx=None)
+        self.add_state("probabilities", default=[], dist_reduce_fx=None)  # [14] rows, when every batch has them
 
-    def update(self, generated: Sequence[str], references: Sequence[str]) -> None:
+    def update(self, generated: Sequence[str], references: Sequence[str], probabilities: Tensor | None = None) -> None:
         if len(generated) != len(references):
             raise ValueError(f"got {len(generated)} generated reports but {len(references)} references")
+        if probabilities is not None and len(probabilities) != len(generated):
+            raise ValueError(f"got {len(generated)} generated reports but {len(probabilities)} probability rows")
         self.generated.extend(generated)
         self.references.extend(references)
+        if probabilities is not None:
+            self.probabilities.extend(probabilities.detach().double().cpu().unbind(0))
 
     def _sync_dist(self, dist_sync_fn: Callable | None = None, process_group: Any | None = None) -> None:
         group = process_group or self.process_group
         gathered: list[Any] = [None] * torch.distributed.get_world_size(group)
-        torch.distributed.all_gather_object(gathered, (list(self.generated), list(self.references)), group=group)
-        self.generated = [text for generated, _ in gathered for text in generated]
-        self.references = [text for _, references in gathered for text in references]
+        local = (list(self.generated), list(self.references), [row.tolist() for row in self.probabilities])
+        torch.distributed.all_gather_object(gathered, local, group=group)
+        self.generated = [text for generated, _, _ in gathered for text in generated]
+        self.references = [text for _, references, _ in gathered for text in references]
+        self.probabilities = [torch.tensor(row, dtype=torch.float64) for _, _, rows in gathered for row in rows]
 
     def compute(self) -> dict[str, float]:
-        return clinical_efficacy(self.generated, self.references, self.labeler)
+        # AUROC only when every report came with its probabilities (else the rows would not line up).
+        probabilities = torch.stack(self.probabilities) if len(self.probabilities) == len(self.generated) > 0 else None
+        scores = clinical_efficacy(self.generated, self.references, self.labeler, probabilities=probabilities)
+        # an observation no guide perceives (or one class only) has no AUROC: not logged as NaN
+        return {key: value for key, value in scores.items() if not ("auroc" in key and math.isnan(value))}

@@ -28,9 +28,15 @@ class ReportMetrics(nn.Module):
 
             self.metrics.append(ModelBasedMetrics(model_based))
 
-    def update(self, generated: list[str], references: list[str]) -> None:
+    def update(self, generated: list[str], references: list[str], probabilities=None) -> None:
+        """`probabilities` [B, 14] (NaN where unknown): what the model perceives, scored as CE AUROC."""
+        from xrg.metrics.ce import ClinicalEfficacy
+
         for metric in self.metrics:
-            metric.update(generated, references)
+            if isinstance(metric, ClinicalEfficacy):
+                metric.update(generated, references, probabilities)
+            else:
+                metric.update(generated, references)
 
     def compute(self) -> dict[str, float]:
         scores: dict[str, float] = {}

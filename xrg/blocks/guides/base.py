@@ -38,6 +38,8 @@ class Guidance:
     loss: torch.Tensor | None = None  # auxiliary loss, added to the decoder's loss (already weighted)
     embedding: torch.Tensor | None = None  # [B, E] the studies in this guide's space (a retrieval query)
     explanations: list[dict[str, Any]] | None = None  # one row per study for `xrg predict`
+    # observation name -> [B] probability it is present, as the guide perceives it (scored as AUROC)
+    probabilities: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
@@ -72,6 +74,21 @@ class Encoded:
                 row.update(extra)
                 found = True
         return rows if found else None
+
+    def chexpert_probabilities(self) -> torch.Tensor | None:
+        """`[B, 14]` probabilities of the CheXpert observations that some guide perceives (the
+        first guide naming one wins; NaN where none does), or None when no guide perceives any."""
+        from xrg.data.labels import CHEXPERT_LABELS
+
+        perceived: dict[str, torch.Tensor] = {}
+        for g in self.guidance.values():
+            for name, column in (g.probabilities or {}).items():
+                perceived.setdefault(name.lower(), column)
+        columns = [perceived.get(name.lower()) for name in CHEXPERT_LABELS]
+        if all(column is None for column in columns):
+            return None
+        blank = torch.full((self.size,), float("nan"))
+        return torch.stack([blank if c is None else c.detach().float().cpu() for c in columns], 1)
 
 
 class Guide(Block):

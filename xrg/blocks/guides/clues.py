@@ -75,7 +75,8 @@ class DiseaseClues(Guide):
         loss = None
         if encoded.with_loss and self.consistency_weight > 0:
             loss = self.consistency_weight * self.consistency_loss(encoded.batch, logits, memory)
-        return Guidance(memory=memory, fields=fields, loss=loss, explanations=explanations)
+        return Guidance(memory=memory, fields=fields, loss=loss, explanations=explanations,
+                        probabilities=dict(zip(names, probs.detach().unbind(1))))
 
     def disease_labels(self, batch: dict[str, Any]) -> torch.Tensor:
         """`[B, K]` codes of the perceived diseases (NaN blank), from the batch or the labeler."""

@@ -52,4 +52,5 @@ class RecognisedConcepts(Guide):
             fields={self.field: self.aligner.scored_concepts(output)},
             embedding=output.pooled,
             explanations=self.aligner.explain(output),
+            probabilities=dict(zip(self.aligner.label_names, output.logits.detach().sigmoid().unbind(1))),
         )

@@ -107,4 +107,5 @@ class PredictedFindings(Guide):
             loss=loss,
             fields={self.field: [[n.lower() for n in found] for found in names]},
             explanations=[{"findings": found, "findings_probs": row} for found, row in zip(predicted, scores)],
+            probabilities=dict(zip(self.head.label_names, probs.detach().unbind(1))),
         )
