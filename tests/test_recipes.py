@@ -11,7 +11,8 @@ import pytest
 from xrg.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
+OVERLAYS = sorted((REPO / "recipes" / "strategies").glob("*.yaml"))  # trainer overlays, not recipes
+RECIPES = sorted(set((REPO / "recipes").rglob("*.yaml")) - set(OVERLAYS))
 SYNTHETIC = [r for r in RECIPES if "synthetic" in r.name]
 
 
@@ -80,3 +81,43 @@ def test_no_recipe_turns_the_progress_bar_off(recipe):
 
     trainer = yaml.safe_load(recipe.read_text()).get("trainer") or {}
     assert trainer.get("enable_progress_bar", True) is not False
+
+
+LORA_LLM = [r for r in PAPER_SIZE if "lora:" in r.read_text()]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=_id)
+@pytest.mark.parametrize("recipe", LORA_LLM, ids=_id)
+def test_strategy_overlays_compose_with_every_lora_llm_recipe(recipe, overlay, capsys):
+    """`--config RECIPE --config OVERLAY` swaps the strategy and keeps the recipe's model."""
+    import yaml
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(recipe), "--config", str(overlay), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    merged = yaml.safe_load(capsys.readouterr().out)
+    wanted = yaml.safe_load(overlay.read_text())
+    assert merged["trainer"]["strategy"]["class_path"] == wanted["trainer"]["strategy"]["class_path"]
+    decoder = merged["model"]["init_args"]["decoder"]["init_args"]
+    original = yaml.safe_load(recipe.read_text())["model"]["init_args"]["decoder"]["init_args"]
+    assert decoder["model"] == original["model"] and decoder["lora"] == original["lora"]
+    if "FSDP" in wanted["trainer"]["strategy"]["class_path"]:
+        assert decoder["dtype"] == "float32"  # FSDP flattens a unit's weights: one dtype with LoRA's fp32
+
+
+def test_fsdp_overlay_wraps_each_llama_decoder_layer():
+    import yaml
+    from jsonargparse import ArgumentParser
+    from lightning.pytorch.strategies import FSDPStrategy, Strategy
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    parser = ArgumentParser()
+    parser.add_argument("--strategy", type=Strategy)
+    config = yaml.safe_load((REPO / "recipes" / "strategies" / "fsdp_llama.yaml").read_text())["trainer"]
+    strategy = parser.instantiate(parser.parse_object(config)).strategy
+    assert isinstance(strategy, FSDPStrategy) and strategy.kwargs["use_orig_params"]  # LoRA: frozen + trained in a unit
+    policy = strategy.kwargs["auto_wrap_policy"]
+    llama = LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                         num_attention_heads=2, num_key_value_heads=1, vocab_size=64))
+    wrapped = [name for name, module in llama.named_modules() if policy(module=module, recurse=False, nonwrapped_numel=0)]
+    assert wrapped == ["model.layers.0", "model.layers.1"]
