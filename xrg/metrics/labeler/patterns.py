@@ -41,12 +41,16 @@ def either_order(subject: str, qualifier: str, after: int = 4, before: int = 3, 
 NORMAL = r"normal|within (?:normal limits|(?:the )?limits of normal)|unremarkable|not enlarged|not widened"
 NORMAL_BEFORE = r"normal(?! limits)|unremarkable"
 # A normal qualifier may close a list of structures: "heart size, mediastinal contour, and
-# pulmonary vascularity are within normal limits" (8 words after "heart size").
-NORMAL_REACH = 8
+# pulmonary vascularity are within normal limits", "heart XXXX, mediastinum, XXXX, bony structures
+# and lung XXXX are unremarkable" (up to 10 words after the subject; IU redacts words of the list).
+NORMAL_REACH = 10
 BORDERLINE = (
     r"borderline(?: enlarged| enlargement| large| size)?|(?:at )?(?:the )?upper (?:limits? |range )?(?:of )?normal"
-    r"|tops? (?:of )?normal|high normal|upper normal|mildly prominent|prominen\w*"
+    r"|tops? (?:of )?normal|high normal|upper normal"
 )
+# A prominent heart is borderline; a prominent mediastinum is an abnormal one, as CheXpert reads any
+# unhedged mediastinum mention ("mild prominence of the mediastinum": Enlarged Cardiomediastinum 1).
+PROMINENT = r"mildly prominent|prominen\w*"
 ENLARGED = r"enlarge\w*|large|increased in size|globular"
 WIDENED = r"widen\w*|enlarge\w*|large"
 ENLARGED_BEFORE = r"enlarged|large|globular|widened"
@@ -59,14 +63,23 @@ MEDIASTINUM = (
     r"|(?:superior )?mediastinal(?: and hilar)? (?:silhouettes?|contours?|width|shadow|configuration)"
 )
 LUNGS = r"lungs?|lung fields?|lung parenchyma"
+# Scarring of the pleura is Pleural Other, not a lung opacity (CheXpert lists "pleural scar",
+# "pleural parenchymal scar"): at the pleura, where pleura and lung meet ("right apical
+# pleural-parenchymal irregularities compatible with scarring") or at a costophrenic angle.
+PLEURAL_SCAR = (
+    r"\bpleural (?:\w+ )?(?:scar\w*|fibrosis)\b"
+    r"|\bpleur(?:al|o) ?parenchymal (?:\w+ ){0,4}(?:scar\w*|thickening|irregularit\w*)"
+    r"|\bcostophrenic (?:\w+ )?(?:scar\w*|thickening)\b|\bscar\w* (?:of )?(?:the )?(?:\w+ )?costophrenic\b"
+)
 ANGLES = r"costophrenic(?: \w+)?|pleural spaces?"  # "costophrenic XXXX are sharp": IU redacts words
 
-def structure_mentions(direct: str, subject: str, abnormal: str) -> list[tuple[str, str]]:
+def structure_mentions(direct: str, subject: str, abnormal: str, abnormal_before: str = ENLARGED_BEFORE,
+                       borderline: str = BORDERLINE) -> list[tuple[str, str]]:
     """A structure that is enlarged (finding), borderline (-1) or normal (0), plus direct terms."""
     return [
         (direct, "finding"),
-        (either_order(subject, BORDERLINE), "borderline"),
-        (either_order(subject, abnormal, qualifier_before=ENLARGED_BEFORE), "finding"),
+        (either_order(subject, borderline), "borderline"),
+        (either_order(subject, abnormal, qualifier_before=abnormal_before), "finding"),
         (either_order(subject, NORMAL, after=NORMAL_REACH, qualifier_before=NORMAL_BEFORE), "normal"),
     ]
 
@@ -76,11 +89,12 @@ def structure_mentions(direct: str, subject: str, abnormal: str) -> list[tuple[s
 MENTIONS: dict[str, list[tuple[str, str]]] = {
     "Enlarged Cardiomediastinum": structure_mentions(
         r"\bwiden\w* (?:of )?(?:the )?(?:superior )?mediastinum\b|\bmediastinal (?:widening|enlargement)\b"
-        r"|\bcardiomediastinal enlargement\b", MEDIASTINUM, WIDENED),
+        r"|\bcardiomediastinal enlargement\b", MEDIASTINUM, f"{WIDENED}|{PROMINENT}", rf"{ENLARGED_BEFORE}|prominen\w*"),
     "Cardiomegaly": structure_mentions(
         r"\bcardiomegaly\b|\bcardiac enlargement\b|\benlarge\w* (?:of )?(?:the )?(?:heart|cardiac silhouette)\b"
         r"|\b(?:large|enlarged) heart\b|\b(?:left|right) (?:atri\w*|ventric\w*) (?:enlargement|dilat\w*)\b"
-        r"|\benlarged (?:left|right) (?:atrium|ventricle)\b", HEART, ENLARGED),
+        r"|\benlarged (?:left|right) (?:atrium|ventricle)\b", HEART, ENLARGED,
+        borderline=f"{BORDERLINE}|{PROMINENT}"),
     "Lung Lesion": [
         (r"\bnodul(?:e|es|ar|arity)\b|\bmass(?:es)?\b|\blesions?\b|\btumou?rs?\b|\bneoplasm\w*\b|\bcarcinoma\b"
          r"|\bmalignan\w*|\b(?:lung|pulmonary) metasta\w*|\blump\b|\bcavitary lesion\b|\bcavit(?:y|ies)\b", "finding"),
@@ -88,7 +102,7 @@ MENTIONS: dict[str, list[tuple[str, str]]] = {
     "Lung Opacity": [
         (r"\bopaci\w*|\binfiltrat\w*|\bair ?space (?:disease|opacit\w*|process|filling)\b"
          r"|\binterstitial (?:markings?|pattern|opacit\w*|prominence|thickening|disease|changes?|lung disease|process)\b"
-         r"|\breticula\w*|\bscar\w*|\bfibros\w*|\bfibrotic\b|\bdensit(?:y|ies)\b|\bground ?glass\b|\bhaz(?:e|y|iness)\b"
+         r"|\breticula\w*|\bstreak(?:s|iness)?\b|\bscar\w*|\bfibros\w*|\bfibrotic\b|\bdensit(?:y|ies)\b|\bground ?glass\b|\bhaz(?:e|y|iness)\b"
          r"|\bperibronchial (?:thickening|cuffing)\b|\bbronchial wall thickening\b|\bdecreased translucency\b"
          r"|\b(?:increased|prominent|coarse\w*|increase in) (?:\w+ ){0,2}markings\b",
          "finding"),
@@ -114,8 +128,8 @@ MENTIONS: dict[str, list[tuple[str, str]]] = {
         (either_order(ANGLES, r"clear|sharp"), "normal"),
     ],
     "Pleural Other": [
-        (r"\bpleural (?:\w+ )?(?:thickening|plaques?|scar\w*|calcification\w*|fibrosis)\b|\bfibrothorax\b"
-         r"|\bpleuro ?parenchymal (?:scar\w*|thickening)\b|\bapical (?:pleural )?cap(?:ping|s)?\b", "finding"),
+        (rf"\bpleural (?:\w+ )?(?:thickening|plaques?|calcification\w*)\b|\bfibrothorax\b|{PLEURAL_SCAR}"
+         r"|\bapical (?:pleural )?cap(?:ping|s)?\b", "finding"),
     ],
     "Fracture": [(r"\bfractur\w*|\bfx\b", "finding")],
     "Support Devices": [
@@ -133,16 +147,32 @@ MENTIONS: dict[str, list[tuple[str, str]]] = {
 
 # An opacity the report explains by something outside the lung ("density compatible with a hiatal
 # hernia", "opacity related to superimposed soft tissues") is not a lung opacity.
-EXPLAINED_BY = r"compatible (?:with )?|consistent with |related to |due to |reflect\w* |represent\w* "
-OUTSIDE_THE_LUNG = r"hernia|soft tissues?|breast|nipples?|fat|overlap\w*|superimpos\w*|scapula\w*|ribs?|bon(?:e|y)|osseous"
+EXPLAINED_BY = r"compatible (?:with )?|consistent with |related to |due to |reflect\w* |represent\w* |from "
+OUTSIDE_THE_LUNG = (
+    r"hernia|soft tissues?|breast|nipples?|fat|overlap\w*|superimpos\w*|scapula\w*|ribs?|bon(?:e|y)|osseous"
+    r"|piercings?|jewel\w*|bullets?|gunshot|shrapnel|metallic"
+)
+
+# A prominence the report explains by normal anatomy ("prominence of the superior mediastinum ...
+# reflects mediastinal and vascular structures") is neither enlargement nor another abnormality.
+PROMINENCE_EXPLAINED = (
+    rf"\bprominen\w* (?:\w+ ){{0,12}}?(?:{EXPLAINED_BY})(?:\w+ ){{0,3}}?(?:vascular|vessels?|fat|structures)\b"
+)
+# A sentence about the examination, not the patient: "limited exam, for evaluation of fractures".
+EXAM_LIMITATION = (
+    r"\b(?:limited|suboptimal|not optimal|not dedicated|not tailored) (?:\w+ ){0,3}?(?:for|to) (?:the )?"
+    r"(?:evaluat\w*|assess\w*|detect\w*) (?:of |for )?(?:(?!(?:no|not|without|but|however)\b)\w+\b ?){1,4}"
+)
 
 # Phrases that contain a mention word but are not that observation (a device position,
-# a different effusion). A mention overlapping one of these is dropped.
+# a different effusion). A mention overlapping one of these is dropped; EXAM_LIMITATION drops
+# a mention of any observation.
 UNMENTIONS: dict[str, str] = {
+    "Enlarged Cardiomediastinum": PROMINENCE_EXPLAINED,
     "Cardiomegaly": r"\b(?:over|overlying|projects? over|projecting over) (?:the )?(?:heart|cardiac)\b|\bcardiac (?:pacemaker|pacer|device|leads?|monitor|surgery|valve)\w*",
-    "Lung Lesion": r"\bnodular (?:prominence|fullness)\b|\bmass effect\b|\b(?:bone|bony|osseous|lytic|sclerotic|blastic|skin) lesions?\b|\bbreast mass\w*",
+    "Lung Lesion": r"\bnodular (?:prominence|fullness|(?:pleural )?irregularit\w*|(?:pleural )?thickening)\b|\bmass effect\b|\b(?:bone|bony|osseous|lytic|sclerotic|blastic|skin) lesions?\b|\bbreast mass\w*",
     "Lung Opacity": rf"\b(?:opacit|densit)\w* (?:\w+ ){{0,8}}(?:{EXPLAINED_BY})(?:\w+ ){{0,3}}(?:{OUTSIDE_THE_LUNG})\b"
-                    r"|\bdensit\w* (?:\w+ ){0,2}foreign bod(?:y|ies)\b|\bpleural (?:\w+ )?(?:scar\w*|fibrosis)\b|\bpleuro ?parenchymal scar\w*"
+                    rf"|\bdensit\w* (?:\w+ ){{0,2}}foreign bod(?:y|ies)\b|{PLEURAL_SCAR}"
                     r"|\b(?:bone|bony|osseous|breast|mineral) densit\w*|\bdensit\w* of the (?:bones?|breasts?)\b",
     "Edema": r"\b(?:soft tissue|subcutaneous) edema\b",
     "Pneumonia": r"\b(?:old|prior|previous|remote|healed|granulomatous) (?:\w+ )?infection\w*",
@@ -164,13 +194,14 @@ OTHER_ABNORMALITIES = (
     r"|\bairways? disease\b|\bbullets?\b|\bflatten\w*|\bspurr?ing\b|\bunfold\w*|\bdeviat\w*|\bsclero(?:sis|tic)\b|\blytic\b|\bwedging\b|\bcompression\b"
     r"|\blucenc\w*|\binjur\w*"
 )
+OTHER_UNMENTIONS = PROMINENCE_EXPLAINED
 
 # ---- triggers ---------------------------------------------------------------------------------
 # Hedges built from negation words: matched first, and hidden from the negation search, so
 # "cannot be excluded" never reads as a negation. CheXpert also treats "no new X" as uncertain.
 HEDGED_NEGATION = (
     r"\b(?:can ?not|cant|could not|couldnt|not) (?:be )?(?:been )?(?:entirely |completely |totally |definitely |fully )?"
-    r"(?:exclude[ds]?|ruled? out)\b|\bnot well (?:seen|demonstrated|visuali[sz]ed|evaluated|assessed)\b|\b(?:difficult|impossible|hard) to (?:exclude|rule out)\b|\bno new\b|\bnot excluded\b"
+    r"(?:exclude[ds]?|ruled? out)\b|\b(?:can ?not|cant|not) (?:be )?well (?:seen|demonstrated|visuali[sz]ed|evaluated|assessed|identified)\b|\b(?:difficult|impossible|hard) to (?:exclude|rule out)\b|\bno new\b|\bnot excluded\b"
 )
 # Look like negation, are not: "no change in the effusion" keeps the effusion.
 NOT_A_NEGATION = (
@@ -208,6 +239,13 @@ SCOPE_END = (
 # After a mention, a reporting verb closes its clause: "opacity noted, not visualized on prior".
 SCOPE_END_AFTER = rf"{SCOPE_END}|\b(?<!well )(?:noted|seen|identified|demonstrated|present|visualized)\b"
 NEGATION_REACH, UNCERTAINTY_REACH = 12, 6  # words between a trigger and the mention it governs
+
+# A next sentence calling it possibly an artifact ("... nodular like opacity in the right midlung.
+# This may be artifact.") makes the positive mentions of the sentence before it uncertain.
+MAYBE_ARTIFACT = (
+    r"^ (?:this|these|it|they|which|that|the \w+)(?: \w+){0,3}? (?:may|might|could|possibly|probably|likely|questionabl\w*)"
+    r"(?: \w+){0,3}? artifact\w*\b"
+)
 
 # Mentions that also add an uncertain Cardiomegaly (CheXpert's heart-failure exception).
 HEART_FAILURE = r"\bheart failure\b|\bchf\b|\bcongestive\b"

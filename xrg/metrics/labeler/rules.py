@@ -10,7 +10,7 @@ validation loops on thousands of reports.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 from xrg.data.labels import CHEXPERT_LABELS, NEGATIVE, POSITIVE, UNCERTAIN
@@ -30,6 +30,9 @@ def _compile(source: str) -> re.Pattern[str]:
 _MENTIONS = {name: [(_compile(src), kind) for src, kind in specs] for name, specs in p.MENTIONS.items()}
 _MENTIONS[OTHER] = [(_compile(p.OTHER_ABNORMALITIES), "finding")]
 _UNMENTIONS = {name: _compile(src) for name, src in p.UNMENTIONS.items()}
+_UNMENTIONS[OTHER] = _compile(p.OTHER_UNMENTIONS)
+_EXAM_LIMITATION = _compile(p.EXAM_LIMITATION)
+_MAYBE_ARTIFACT = _compile(p.MAYBE_ARTIFACT)
 _HEDGED_NEGATION = _compile(p.HEDGED_NEGATION)
 _HEDGED_NEGATION_AFTER = _compile(rf"^(?: \w+){{0,4}}? (?:{p.HEDGED_NEGATION})")
 _NOT_A_NEGATION = _compile(p.NOT_A_NEGATION)
@@ -109,10 +112,11 @@ def _overlaps(start: int, end: int, spans: Iterable[tuple[int, int]]) -> bool:
 def find_mentions(sentence: str) -> list[Mention]:
     """Every labeled mention in one normalised sentence (see `split_sentences`)."""
     hedges_hidden = _mask(_mask(sentence, _HEDGED_NEGATION), _NOT_A_NEGATION)
+    about_the_exam = [m.span() for m in _EXAM_LIMITATION.finditer(sentence)]
     mentions = []
     for observation, specs in _MENTIONS.items():
         unmention = _UNMENTIONS.get(observation)
-        claimed = [m.span() for m in unmention.finditer(sentence)] if unmention else []
+        claimed = about_the_exam + ([m.span() for m in unmention.finditer(sentence)] if unmention else [])
         for pattern, kind in specs:
             for match in pattern.finditer(sentence):
                 start, end = match.span()
@@ -163,7 +167,14 @@ class ChexpertRulesLabeler:
     observations = CHEXPERT_LABELS
 
     def mentions(self, report: str) -> list[Mention]:
-        return [mention for sentence in split_sentences(report) for mention in find_mentions(sentence)]
+        sentences = split_sentences(report)
+        found = []
+        for index, sentence in enumerate(sentences):
+            mentions = find_mentions(sentence)
+            if index + 1 < len(sentences) and _MAYBE_ARTIFACT.search(sentences[index + 1]):
+                mentions = [replace(m, label=UNCERTAIN) if m.label == POSITIVE else m for m in mentions]
+            found.extend(mentions)
+        return found
 
     def label(self, report: str) -> dict[str, int | None]:
         if not split_sentences(report):  # a report with no words states nothing, not "No Finding"
