@@ -183,7 +183,7 @@ def test_metric_accumulates_and_scores_once():
     metric.update(GENERATED[2:], REFERENCES[2:])
     assert metric.compute() == clinical_efficacy(GENERATED, REFERENCES)
     metric.reset()
-    assert metric.generated == []
+    assert metric.texts() == ([], [])
 
 
 def _free_port() -> int:

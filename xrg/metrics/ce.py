@@ -27,9 +27,9 @@ from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
 
 from xrg.data.labels import CHEXPERT_5, CHEXPERT_LABELS
+from xrg.metrics.nlg.metric import PairedTextMetric
 
 LabelDict = dict[str, "int | None"]
 _FIVE = [CHEXPERT_LABELS.index(name) for name in CHEXPERT_5]
@@ -208,47 +208,43 @@ def clinical_efficacy(generated: list[str], references: list[str], labeler: str 
                        probabilities=probabilities)
 
 
-class ClinicalEfficacy(Metric):
-    """Accumulates report strings; labels and scores once on the whole (all-rank) set.
+class ClinicalEfficacy(PairedTextMetric):
+    """Accumulates report strings (and, when a model perceives observations, their probabilities);
+    labels and scores once on the whole (all-rank) set.
 
-    Strings are gathered across ranks with `all_gather_object`, so the score does not depend
-    on the number of GPUs (scoring per rank and averaging would).
+    Texts are gathered across ranks as strings (`PairedTextMetric`), each study once, and rank 0
+    labels and scores them, so the score does not depend on the number of GPUs (scoring per rank
+    and averaging would).
     """
-
-    full_state_update = False
-    higher_is_better = True
 
     def __init__(self, labeler: str = "chexpert-rules", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if labeler not in LABELERS:
             raise ValueError(f"unknown labeler {labeler!r}; expected one of {sorted(LABELERS)}")
         self.labeler = labeler
-        self.add_state("generated", default=[], dist_reduce_fx=None)
-        self.add_state("references", default=[], dist_reduce_fx=None)
         self.add_state("probabilities", default=[], dist_reduce_fx=None)  # [14] rows, when every batch has them
 
-    def update(self, generated: Sequence[str], references: Sequence[str], probabilities: Tensor | None = None) -> None:
-        if len(generated) != len(references):
-            raise ValueError(f"got {len(generated)} generated reports but {len(references)} references")
+    def update(self, generated: Sequence[str], references: Sequence[str], probabilities: Tensor | None = None,
+               ids: Sequence[str] | None = None) -> None:
         if probabilities is not None and len(probabilities) != len(generated):
             raise ValueError(f"got {len(generated)} generated reports but {len(probabilities)} probability rows")
-        self.generated.extend(generated)
-        self.references.extend(references)
+        super().update(list(generated), list(references), None if ids is None else list(ids))
         if probabilities is not None:
             self.probabilities.extend(probabilities.detach().double().cpu().unbind(0))
 
-    def _sync_dist(self, dist_sync_fn: Callable | None = None, process_group: Any | None = None) -> None:
-        group = process_group or self.process_group
-        gathered: list[Any] = [None] * torch.distributed.get_world_size(group)
-        local = (list(self.generated), list(self.references), [row.tolist() for row in self.probabilities])
-        torch.distributed.all_gather_object(gathered, local, group=group)
-        self.generated = [text for generated, _, _ in gathered for text in generated]
-        self.references = [text for _, references, _ in gathered for text in references]
-        self.probabilities = [torch.tensor(row, dtype=torch.float64) for _, _, rows in gathered for row in rows]
+    def _local_rows(self) -> list[tuple]:
+        rows = self.rows()
+        probabilities = [row.tolist() for row in self.probabilities] if len(self.probabilities) == len(rows) else [None] * len(rows)
+        return [(*row, p) for row, p in zip(rows, probabilities)]
 
-    def compute(self) -> dict[str, float]:
+    def _keep_rows(self, rows: list[tuple]) -> None:
+        super()._keep_rows(rows)
+        self.probabilities = [torch.tensor(row[3], dtype=torch.float64) for row in rows if row[3] is not None]
+
+    def _score(self) -> dict[str, float]:
+        generated, references = self.texts()
         # AUROC only when every report came with its probabilities (else the rows would not line up).
-        probabilities = torch.stack(self.probabilities) if len(self.probabilities) == len(self.generated) > 0 else None
-        scores = clinical_efficacy(self.generated, self.references, self.labeler, probabilities=probabilities)
+        probabilities = torch.stack(self.probabilities) if len(self.probabilities) == len(generated) > 0 else None
+        scores = clinical_efficacy(generated, references, self.labeler, probabilities=probabilities)
         # an observation no guide perceives (or one class only) has no AUROC: not logged as NaN
         return {key: value for key, value in scores.items() if not ("auroc" in key and math.isnan(value))}

@@ -1,7 +1,8 @@
 """The metrics a report-generation task logs: NLG (BLEU..CIDEr), clinical efficacy and, on request,
 model-based metrics (`xrg.metrics.model_based`), together.
 
-Both accumulate strings and score once on the whole (gathered) set at `compute()`.
+Each accumulates strings (`PairedTextMetric`) and scores once on the whole gathered set, each
+study once, at `compute()`.
 """
 
 from __future__ import annotations
@@ -28,15 +29,16 @@ class ReportMetrics(nn.Module):
 
             self.metrics.append(ModelBasedMetrics(model_based))
 
-    def update(self, generated: list[str], references: list[str], probabilities=None) -> None:
-        """`probabilities` [B, 14] (NaN where unknown): what the model perceives, scored as CE AUROC."""
+    def update(self, generated: list[str], references: list[str], probabilities=None, ids=None) -> None:
+        """`probabilities` [B, 14] (NaN where unknown): what the model perceives, scored as CE AUROC;
+        `ids`: the studies' ids, so a study repeated across GPUs is scored once."""
         from xrg.metrics.ce import ClinicalEfficacy
 
         for metric in self.metrics:
             if isinstance(metric, ClinicalEfficacy):
-                metric.update(generated, references, probabilities)
+                metric.update(generated, references, probabilities, ids=ids)
             else:
-                metric.update(generated, references)
+                metric.update(generated, references, ids=ids)
 
     def compute(self) -> dict[str, float]:
         scores: dict[str, float] = {}

@@ -204,7 +204,8 @@ class ReportGeneration(XrgTask):
         loss = self.step_loss(encoded)
         self.log(f"{prefix}/loss", loss, prog_bar=True, batch_size=len(batch["ids"]), sync_dist=True)
         if metrics is not None and (prefix == "test" or self.generate_in_validation):
-            metrics.update(self.generate_reports(encoded), batch["reports"], encoded.chexpert_probabilities())
+            metrics.update(self.generate_reports(encoded), batch["reports"], encoded.chexpert_probabilities(),
+                           ids=batch["ids"])
 
     def _log_metrics(self, prefix: str, metrics) -> None:
         if metrics is None or (prefix == "val" and not self.generate_in_validation):
