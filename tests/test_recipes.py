@@ -1,7 +1,8 @@
 """Every recipe parses against the code; every CPU-size recipe fits one batch (fast_dev_run).
 
-Paper-size recipes name hub backbones that cannot be downloaded here, so they are parsed with
---print_config only; their CPU-size twins exercise the same classes for real.
+Paper-size recipes name hub backbones that cannot be downloaded here, so here they are parsed with
+--print_config only; tests/recipes/test_every_recipe_steps.py steps every recipe, paper size
+included, with its hub-only parts replaced by random stand-ins (`xrg.standins`).
 """
 
 from pathlib import Path

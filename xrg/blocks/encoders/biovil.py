@@ -90,6 +90,14 @@ class BioVilImageEncoder(ImageEncoder):
         )
         self.features = features
         self.dim = pretrained_module.JOINT_FEATURE_SIZE if features == "projected" else self.model.feature_size
+        # Parts this encoder never runs do not train (DDP refuses parameters the loss never reaches):
+        # the ResNet's ImageNet classifier, BioViL-T's prior-image pooler (no prior image is passed;
+        # its learned "no prior" embedding is used) and, for patch features, the joint-space projector.
+        encoder = self.model.encoder
+        unread = [encoder.encoder.fc, getattr(encoder, "vit_pooler", None)]
+        unread += [self.model.projector] if features == "patch" else []
+        for module in filter(None, unread):
+            module.requires_grad_(False)
         if frozen:
             self.freeze()
 

@@ -74,6 +74,9 @@ class HFTextEncoder(TextEncoder):
         self.pooling = pooling
         self.max_length = max_length
         self.dim = self.model.config.hidden_size
+        pooler = getattr(self.model, "pooler", None)  # BERT's pooler: unread (pooling is ours), so it does not train
+        if pooler is not None:
+            pooler.requires_grad_(False)
         if frozen:
             self.freeze()  # Block.freeze keeps the model in eval mode for good
 
