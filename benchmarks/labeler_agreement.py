@@ -4,7 +4,7 @@
 
 What the rules were tuned on: the development cases (tests/metrics/fixtures/labeler_cases.jsonl,
 partial labels, scored on the observations labeled) and the tuning set (labeler_tuning.jsonl:
-270 IU X-Ray train reports, all 14 observations). Held-out: labeler_heldout.jsonl, IU X-Ray train
+488 IU X-Ray train reports, all 14 observations: two former held-out sets). Held-out: labeler_heldout.jsonl, IU X-Ray train
 reports labeled by hand after the rules were frozen and committed before the labeler ran on them;
 its individual errors are never printed (only the aggregate), so it stays unseen by whoever tunes
 next. Writes benchmarks/results/labeler_agreement_<tag>.json and prints the tables.

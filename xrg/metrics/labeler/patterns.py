@@ -38,12 +38,14 @@ def either_order(subject: str, qualifier: str, after: int = 4, before: int = 3, 
 
 
 # ---- qualifiers shared by the structure-style observations ------------------------------------
-NORMAL = r"normal|within (?:normal limits|(?:the )?limits of normal)|unremarkable|not enlarged|not widened"
-NORMAL_BEFORE = r"normal(?! limits)|unremarkable"
+NORMAL = r"normal|within (?:normal limits|(?:the )?limits of normal|limits)|unremarkable|not enlarged|not widened"
+# "normal and stable cardiomediastinal contours": "and stable" repeats the verdict, it starts no new clause
+NORMAL_BEFORE = r"normal(?! limits)(?: and stable)?|unremarkable"
 # A normal qualifier may close a list of structures: "heart size, mediastinal contour, and
 # pulmonary vascularity are within normal limits", "heart XXXX, mediastinum, XXXX, bony structures
 # and lung XXXX are unremarkable" (up to 10 words after the subject; IU redacts words of the list).
-NORMAL_REACH = 10
+# An attributive one may name what is normal first: "normal size and configuration of the cardiac silhouette".
+NORMAL_REACH, NORMAL_REACH_BEFORE = 10, 5
 BORDERLINE = (
     r"borderline(?: enlarged| enlargement| large| size)?|(?:at )?(?:the )?upper (?:limits? |range )?(?:of )?normal"
     r"|tops? (?:of )?normal|high normal|upper normal"
@@ -57,10 +59,10 @@ ENLARGED_BEFORE = r"enlarged|large|globular|widened"
 
 HEART = r"heart(?: size)?|cardiac(?: silhouette| size| shadow| contours?)?"
 MEDIASTINUM = (
-    r"cardio ?mediastin\w*(?: silhouette| contours?| shadow| width)?"
+    r"cardi[oa]? ?mediastin\w*(?: silhouette| contours?| shadow| width)?"  # "cardia mediastinal": a typo IU keeps
     r"|(?:superior )?mediastinum"
     # the adjective names the structure only with its noun: not "mediastinal granulomas / clips"
-    r"|(?:superior )?mediastinal(?: and hilar)? (?:silhouettes?|contours?|width|shadow|configuration)"
+    r"|(?:superior )?mediastinal(?: and hilar)? (?:silhouettes?|contours?|width|shadow|configuration|xxxx)"
 )
 LUNGS = r"lungs?|lung fields?|lung parenchyma"
 # Scarring of the pleura is Pleural Other, not a lung opacity (CheXpert lists "pleural scar",
@@ -80,7 +82,8 @@ def structure_mentions(direct: str, subject: str, abnormal: str, abnormal_before
         (direct, "finding"),
         (either_order(subject, borderline), "borderline"),
         (either_order(subject, abnormal, qualifier_before=abnormal_before), "finding"),
-        (either_order(subject, NORMAL, after=NORMAL_REACH, qualifier_before=NORMAL_BEFORE), "normal"),
+        (either_order(subject, NORMAL, after=NORMAL_REACH, before=NORMAL_REACH_BEFORE, qualifier_before=NORMAL_BEFORE),
+         "normal"),
     ]
 
 
@@ -89,7 +92,7 @@ def structure_mentions(direct: str, subject: str, abnormal: str, abnormal_before
 MENTIONS: dict[str, list[tuple[str, str]]] = {
     "Enlarged Cardiomediastinum": structure_mentions(
         r"\bwiden\w* (?:of )?(?:the )?(?:superior )?mediastinum\b|\bmediastinal (?:widening|enlargement)\b"
-        r"|\bcardiomediastinal enlargement\b", MEDIASTINUM, f"{WIDENED}|{PROMINENT}", rf"{ENLARGED_BEFORE}|prominen\w*"),
+        r"|\bcardiomediastinal enlargement\b|\bmediastinal mass(?:es)?\b", MEDIASTINUM, f"{WIDENED}|{PROMINENT}", rf"{ENLARGED_BEFORE}|prominen\w*"),
     "Cardiomegaly": structure_mentions(
         r"\bcardiomegaly\b|\bcardiac enlargement\b|\benlarge\w* (?:of )?(?:the )?(?:heart|cardiac silhouette)\b"
         r"|\b(?:large|enlarged) heart\b|\b(?:left|right) (?:atri\w*|ventric\w*) (?:enlargement|dilat\w*)\b"
@@ -111,17 +114,19 @@ MENTIONS: dict[str, list[tuple[str, str]]] = {
     "Edema": [
         (r"\bedema\w*|\bcongestion\b|\bcongestive\b|\bheart failure\b|\bchf\b|\bvenous hypertension\b"
          r"|\bvascular (?:prominence|indistinctness)\b|\bindistinct (?:pulmonary )?vascula\w*", "finding"),
-        (either_order(r"vascular(?:ity|ature|aturity)", r"prominen\w*|increased|congested", before=2), "finding"),
+        # "prominence of the central pulmonary vasculature", "pulmonary XXXX are engorged" (IU redacts "vessels")
+        (either_order(r"vascul(?:arity|ature|aturity)|pulmonary (?:vessels|xxxx)", r"prominen\w*|increased|congested|engorged",
+                      before=4), "finding"),
     ],
     "Consolidation": [(r"\bconsolidat\w*", "finding")],
     "Pneumonia": [
-        (r"\b(?:broncho)?pneumonias?\b|\bpneumonitis\b|\binfection\w*|\binfectious\b", "finding"),
+        (r"\b(?:broncho)?pneumonias?\b|\bpneumonic\b|\bpneumonitis\b|\binfection\w*|\binfectious\b", "finding"),
     ],
     "Atelectasis": [
         (r"\batelecta\w*|\b(?:lobar|lobe|lung|segmental) collapse\b|\bcollapsed? (?:of )?(?:the )?(?:\w+ ){0,4}(?:lobes?|lungs?)\b",
          "finding"),
     ],
-    "Pneumothorax": [(r"\b(?:hydro)?pneumothora\w*|\bptx\b|\bpleural air\b", "finding")],
+    "Pneumothorax": [(r"\b(?:hydro)?pneumothora\w*|\bptx\b|\bpleural (?:(?:or|and) \w+ )?air\b", "finding")],
     "Pleural Effusion": [
         (r"\beffusions?\b|\bpleural fluid\b|\bhydro(?:pneumo)?thorax\b|\bfluid (?:in|within) the (?:\w+ )?(?:fissure|pleural space)\b",
          "finding"),
@@ -138,7 +143,8 @@ MENTIONS: dict[str, list[tuple[str, str]]] = {
          r"|\blines\b|\bstents?\b|\bcoils?\b|\bvalve (?:replacement|prosthesis)\b|\bprosthetic (?:\w+ )?valve\b"
          r"|\bhardware\b|\bscrews?\b|\bplates?\b|\barthroplast\w*|\bshunt\b|\bloop recorder\b|\bdevices?\b|\bdrains?\b"
          r"|\bcannula\b|\bswan ganz\b|\bballoon pump\b|\blvad\b|\bleads\b|\belectrodes?\b|\bsternal wires\b"
-         r"|\btracheostomy\b|\banchors?\b|\bimplantable\b"
+         r"|\btracheostomy\b|\banchors?\b|\bimplantable\b|\b(?:neuro ?)?stimulator\b|\b(?:spinal|fixation|harrington) rods?\b"
+         r"|\bprosthe(?:sis|tic) (?:\w+ )?(?:shoulder|hip|knee|joint|humer\w*)\b|\b(?:shoulder|hip|knee|joint) prosthe\w*"
          # a device named by a redacted word ("left XXXX with tip at the cavoatrial junction")
          r"|\btip\b|\b(?:cavo|caval) ?atrial junction\b",
          "finding"),
@@ -147,11 +153,24 @@ MENTIONS: dict[str, list[tuple[str, str]]] = {
 
 # An opacity the report explains by something outside the lung ("density compatible with a hiatal
 # hernia", "opacity related to superimposed soft tissues") is not a lung opacity.
-EXPLAINED_BY = r"compatible (?:with )?|consistent with |related to |due to |reflect\w* |represent\w* |from "
+EXPLAINED_BY = (
+    r"compatible (?:with )?|consistent with |related to |due to |reflect\w* |represent\w* |from |correspond\w* to "
+    r"|(?:most )?suggestive of "
+)
+# ... or by something that is not a lung opacity at all, such as an artifact.
 OUTSIDE_THE_LUNG = (
     r"hernia|soft tissues?|breast|nipples?|fat|overlap\w*|superimpos\w*|scapula\w*|ribs?|bon(?:e|y)|osseous"
-    r"|piercings?|jewel\w*|bullets?|gunshot|shrapnel|metallic"
+    r"|piercings?|jewel\w*|bullets?|gunshot|shrapnel|metallic|pectus|chest wall|artifact\w*"
 )
+# A finding explained, in the same sentence or in a next one that starts from it ("opacities ... compatible
+# with scarring or atelectasis", "Increased interstitial markings. This may be related to chronic interstitial
+# changes or edema."), is not mentioned again by the explanation: the hedged "scarring" restates the stated
+# opacity, it does not make it uncertain (rules.py drops such repeated mentions).
+EXPLANATION = (
+    r"\b(?:compatible with|consistent with|represent\w*|reflect\w*|related to|due to|secondary to|suggest\w*"
+    r"|correspond\w* to|likely|favou?r\w*|appearance)\b"
+)
+RESTATES_PREVIOUS = r"^ (?:this|these|it|they|which|the appearance|appearance|the findings?|findings?)\b"
 
 # A prominence the report explains by normal anatomy ("prominence of the superior mediastinum ...
 # reflects mediastinal and vascular structures") is neither enlargement nor another abnormality.
@@ -160,7 +179,7 @@ PROMINENCE_EXPLAINED = (
 )
 # A sentence about the examination, not the patient: "limited exam, for evaluation of fractures".
 EXAM_LIMITATION = (
-    r"\b(?:limited|suboptimal|not optimal|not dedicated|not tailored) (?:\w+ ){0,3}?(?:for|to) (?:the )?"
+    r"\b(?:(?:limited|suboptimal|not optimal|not dedicated|not tailored) (?:\w+ ){0,3}?(?:for|to)|limits?) (?:the )?"
     r"(?:evaluat\w*|assess\w*|detect\w*) (?:of |for )?(?:(?!(?:no|not|without|but|however)\b)\w+\b ?){1,4}"
 )
 
@@ -170,12 +189,26 @@ EXAM_LIMITATION = (
 UNMENTIONS: dict[str, str] = {
     "Enlarged Cardiomediastinum": PROMINENCE_EXPLAINED,
     "Cardiomegaly": r"\b(?:over|overlying|projects? over|projecting over) (?:the )?(?:heart|cardiac)\b|\bcardiac (?:pacemaker|pacer|device|leads?|monitor|surgery|valve)\w*",
-    "Lung Lesion": r"\bnodular (?:prominence|fullness|(?:pleural )?irregularit\w*|(?:pleural )?thickening)\b|\bmass effect\b|\b(?:bone|bony|osseous|lytic|sclerotic|blastic|skin) lesions?\b|\bbreast mass\w*",
-    "Lung Opacity": rf"\b(?:opacit|densit)\w* (?:\w+ ){{0,8}}(?:{EXPLAINED_BY})(?:\w+ ){{0,3}}(?:{OUTSIDE_THE_LUNG})\b"
+    "Lung Lesion": r"\bnodular (?:prominence|fullness|(?:soft tissue )?contour|(?:pleural )?irregularit\w*|(?:pleural )?thickening)\b"
+                   r"|\bmass effect\b|\b(?:bone|bony|osseous|lytic|sclerotic|blastic|skin) lesions?\b|\bbreast mass\w*|\bmediastinal mass\w*"
+                   rf"|\b(?:nodul|mass)\w* (?:\w+ ){{0,8}}(?:{EXPLAINED_BY})(?:\w+ ){{0,4}}(?:{OUTSIDE_THE_LUNG})\b",
+    "Lung Opacity": rf"\b(?:opacit|densit)\w* (?:\w+ ){{0,8}}(?:{EXPLAINED_BY})(?:\w+ ){{0,4}}(?:{OUTSIDE_THE_LUNG})\b"
                     rf"|\bdensit\w* (?:\w+ ){{0,2}}foreign bod(?:y|ies)\b|{PLEURAL_SCAR}"
-                    r"|\b(?:bone|bony|osseous|breast|mineral) densit\w*|\bdensit\w* of the (?:bones?|breasts?)\b",
-    "Edema": r"\b(?:soft tissue|subcutaneous) edema\b",
+                    # a calcified density the report calls a granuloma is a granuloma ("calcific density ... represents
+                    # old granulomatous disease"); nodular densities so explained stay nodules and opacities
+                    rf"|\bcalci\w* densit\w* (?:\w+ ){{0,8}}(?:{EXPLAINED_BY})(?:\w+ ){{0,4}}granulom\w*"
+                    r"|\b(?:bone|bony|osseous|breast|mineral|sclerotic) densit\w*|\bdensit\w* of the (?:bones?|breasts?)\b"
+                    # outside the lungs: in the mediastinum or the paratracheal soft tissues
+                    r"|\b(?:paratracheal|mediastinal|paraspinal|prevertebral) (?:soft tissue )?(?:opacit|densit)\w*"
+                    r"|\b(?:opacit|densit)\w* (?:\w+ ){0,8}(?:in|within) the (?:\w+ )?mediastinum\b",
+    # large central pulmonary arteries "suggesting pulmonary artery hypertension" are not congestion
+    "Edema": r"\b(?:soft tissue|subcutaneous) edema\b"
+             r"|\b(?:prominen|enlarge)\w* (?:\w+ ){0,6}?(?:suggest\w*|consistent with|compatible with|due to|related to|reflect\w*"
+             r"|represent\w*) (?:\w+ ){0,2}?arter\w* hypertension\b",
     "Pneumonia": r"\b(?:old|prior|previous|remote|healed|granulomatous) (?:\w+ )?infection\w*",
+    # a broken sternotomy wire (IU redacts the noun: "fracture of the superior-most sternotomy XXXX") is hardware, not bone
+    "Fracture": r"\bfractur\w* (?:of )?(?:the )?(?:\w+ ){0,3}?sternotomy\b|\bsternotomy (?:\w+ ){0,2}?(?:is |are )?fractur\w*"
+                r"|\b(?:sternal|sternotomy) wires? (?:\w+ ){0,2}?fractur\w*|\bfractur\w* (?:of )?(?:the )?(?:\w+ ){0,2}?wires?\b",
     "Pleural Effusion": r"\bpericardial effusions?\b|\b(?:joint|knee|elbow|shoulder) effusions?\b",
     "Support Devices": r"\b(?:scapular?|rib|clavicular|apical|lung) tips?\b|\btips? of the (?:scapula|ribs?|clavicle|lungs?)\b"
                        r"|\b(?:kerley|septal|b) lines\b|\bfissure lines\b|\bendplates?\b|\bplate ?like\b|\bdevices? (?:is|are) not\b",
@@ -192,7 +225,8 @@ OTHER_ABNORMALITIES = (
     r"|\bhemorrhage\b|\bhematoma\b|\bbronchiectasis\b|\bbronchitis\b|\basthma\b|\b(?:lymph)?adenopathy\b"
     r"|\bvolume loss\b|\bprominen\w*|\bcysts?\b|\bcavitation\b|\bhypertension\b|\bbronchospasm\b"
     r"|\bairways? disease\b|\bbullets?\b|\bflatten\w*|\bspurr?ing\b|\bunfold\w*|\bdeviat\w*|\bsclero(?:sis|tic)\b|\blytic\b|\bwedging\b|\bcompression\b"
-    r"|\blucenc\w*|\binjur\w*"
+    r"|\blucenc\w*|\binjur\w*|\bcurvature\b|\bextraluminal\b|\bintraperitoneal (?:free )?(?:air|gas)\b"
+    r"|\bincreased lung volumes?\b|\bchronic (?:obstructive )?lung disease\b"
 )
 OTHER_UNMENTIONS = PROMINENCE_EXPLAINED
 
@@ -229,6 +263,7 @@ UNCERTAIN_AFTER = (
     r"^(?: \w+){0,5}? (?:(?:is|are|was|were) (?:\w+ )?"
     r"(?:likely|possible|probable|suspected|questioned|uncertain|considered|favou?red|suggested)|(?:may|might|could) (?:also )?be)\b"
     r"|^ (?:\w+ )?(?:suspected|questioned)\b|^ (?:versus|vs|or|andor|and or)\b"
+    r"|^ (?:etiology|process|disease|changes?) (?:versus|vs)\b"  # "an infectious etiology versus chronic lung disease"
 )
 # Words that end a trigger's reach inside a sentence ("no effusion but mild atelectasis").
 SCOPE_END = (
@@ -239,6 +274,9 @@ SCOPE_END = (
 # After a mention, a reporting verb closes its clause: "opacity noted, not visualized on prior".
 SCOPE_END_AFTER = rf"{SCOPE_END}|\b(?<!well )(?:noted|seen|identified|demonstrated|present|visualized)\b"
 NEGATION_REACH, UNCERTAINTY_REACH = 12, 6  # words between a trigger and the mention it governs
+# "The previously visualized nodular density in the right upper lobe is not well seen": a hedged negation
+# after its mention reaches past where the mention is.
+HEDGED_NEGATION_AFTER_REACH = 8
 
 # A next sentence calling it possibly an artifact ("... nodular like opacity in the right midlung.
 # This may be artifact.") makes the positive mentions of the sentence before it uncertain.

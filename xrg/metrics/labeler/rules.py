@@ -34,7 +34,7 @@ _UNMENTIONS[OTHER] = _compile(p.OTHER_UNMENTIONS)
 _EXAM_LIMITATION = _compile(p.EXAM_LIMITATION)
 _MAYBE_ARTIFACT = _compile(p.MAYBE_ARTIFACT)
 _HEDGED_NEGATION = _compile(p.HEDGED_NEGATION)
-_HEDGED_NEGATION_AFTER = _compile(rf"^(?: \w+){{0,4}}? (?:{p.HEDGED_NEGATION})")
+_HEDGED_NEGATION_AFTER = _compile(rf"^(?: \w+){{0,{p.HEDGED_NEGATION_AFTER_REACH}}}? (?:{p.HEDGED_NEGATION})")
 _NOT_A_NEGATION = _compile(p.NOT_A_NEGATION)
 _NEGATION_BEFORE = _compile(p.NEGATION_BEFORE)
 _NEGATION_AFTER = _compile(p.NEGATION_AFTER)
@@ -43,6 +43,8 @@ _UNCERTAIN_AFTER = _compile(p.UNCERTAIN_AFTER)
 _SCOPE_END = _compile(p.SCOPE_END)
 _SCOPE_END_AFTER = _compile(p.SCOPE_END_AFTER)
 _HEART_FAILURE = _compile(p.HEART_FAILURE)
+_EXPLANATION = _compile(p.EXPLANATION)
+_RESTATES_PREVIOUS = _compile(p.RESTATES_PREVIOUS)
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,19 @@ def find_mentions(sentence: str) -> list[Mention]:
                 claimed.append((start, end))
                 label = _classify(sentence, hedges_hidden, start, end, kind)
                 mentions.append(Mention(observation, match.group().strip(), start, end, label))
-    return mentions
+    return _without_restatements(sentence, mentions)
+
+
+def _without_restatements(sentence: str, mentions: list[Mention]) -> list[Mention]:
+    """Drop a mention that explains a positive mention of the same observation before it
+    ("opacities ... compatible with scarring or atelectasis": the hedged "scarring" is the opacity)."""
+    def restates(mention: Mention) -> bool:
+        return any(
+            stated.observation == mention.observation and stated.label == POSITIVE and stated.end <= mention.start
+            and _EXPLANATION.search(sentence, stated.end, mention.start)
+            for stated in mentions
+        )
+    return [mention for mention in mentions if not restates(mention)]
 
 
 def merge(labels: list[int]) -> int:
@@ -168,9 +182,14 @@ class ChexpertRulesLabeler:
 
     def mentions(self, report: str) -> list[Mention]:
         sentences = split_sentences(report)
-        found = []
+        found, stated_before = [], set()
         for index, sentence in enumerate(sentences):
             mentions = find_mentions(sentence)
+            if _RESTATES_PREVIOUS.search(sentence) and _EXPLANATION.search(sentence):
+                # "Bandlike opacities are present. The appearance XXXX scarring or atelectasis.": the
+                # explanation names the opacity again; it does not add a hedged one.
+                mentions = [m for m in mentions if m.observation not in stated_before]
+            stated_before = {m.observation for m in mentions if m.label == POSITIVE}
             if index + 1 < len(sentences) and _MAYBE_ARTIFACT.search(sentences[index + 1]):
                 mentions = [replace(m, label=UNCERTAIN) if m.label == POSITIVE else m for m in mentions]
             found.extend(mentions)
