@@ -1,7 +1,9 @@
 """chexpert-rules against hand labels (see docs/clinical_efficacy.md). The rules were tuned on the
 development cases (fixtures/labeler_cases.jsonl, partial labels) and the tuning set
 (fixtures/labeler_tuning.jsonl: 488 real IU X-Ray reports, all 14 observations; each part was first
-written as a held-out set and used for tuning after it had been scored)."""
+written as a held-out set and used for tuning after it had been scored). Quality on reports the rules
+were not tuned on is measured on fixtures/labeler_heldout.jsonl: 220 IU X-Ray reports drawn and
+labeled by hand after the rules were frozen (91f5244), committed before the labeler ran on them."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from xrg.metrics.labeler.cli import main as label_main
 FIXTURES = Path(__file__).parent / "fixtures"
 CASES = [json.loads(line) for line in (FIXTURES / "labeler_cases.jsonl").open()]
 TUNING = [json.loads(line) for line in (FIXTURES / "labeler_tuning.jsonl").open()]
+HELDOUT = [json.loads(line) for line in (FIXTURES / "labeler_heldout.jsonl").open()]
 IU_ANNOTATION = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "iu_xray" / "annotation.json"
 
 
@@ -105,7 +108,23 @@ def test_tuning_set_agreement_with_hand_labels():
     # this round's tuning), so a rule change that undoes a tuned phrasing fails here.
     predicted = label_reports(row["text"] for row in TUNING)
     score = agreement([row["labels"] for row in TUNING], predicted)["macro_f1"]
-    assert score >= 0.98, score
+    assert score >= 0.985, score
+
+
+def test_heldout_set_is_whole_and_apart_from_everything_the_rules_were_tuned_on():
+    assert len(HELDOUT) >= 200
+    assert_whole(HELDOUT)
+    tuned_on = {_normalised(row["text"]) for row in CASES + TUNING}
+    assert not [row["id"] for row in HELDOUT if _normalised(row["text"]) in tuned_on]
+
+
+def test_heldout_agreement_with_hand_labels():
+    # A regression guard, not a target: the rules were frozen (91f5244) before these reports were
+    # drawn and labeled, and the figure was measured once, 0.961 over 24 cells (0.956 with the rules
+    # before this round). The floor sits a little under it.
+    predicted = label_reports(row["text"] for row in HELDOUT)
+    score = agreement([row["labels"] for row in HELDOUT], predicted)["macro_f1"]
+    assert score >= 0.95, score
 
 
 def test_agreement_equals_sklearn_one_vs_rest_f1():
