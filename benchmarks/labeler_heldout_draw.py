@@ -4,7 +4,7 @@
 
 (seed 1202 drew round 1's set, now in the tuning set; seed 2412 round 2's, labeler_heldout.jsonl.
 The candidates depend on the fixtures present, so a draw repeats only from its commit: round 2's
-from 91f5244, where labeler_heldout.jsonl did not exist yet.)
+from 1893096, where labeler_heldout.jsonl did not exist yet.)
 
 Candidates are the distinct train-split report texts (compared lowercased, whitespace collapsed)
 that are neither a development case (labeler_cases.jsonl) nor in the tuning set
