@@ -61,6 +61,14 @@ SCOPE: dict[str, tuple[list[str], list[str]]] = {
     "xrg/metrics/model_based/green.py": (["tests/metrics/test_model_based.py::-k green"], ["tests/metrics/test_green_judge.py"]),
 }
 
+# Mutants that cannot change behaviour: (module, text of the mutated line as the diff shows it) -> why
+EQUIVALENT: dict[tuple[str, str], str] = {
+    ("xrg/blocks/decoders/causal_lm.py", 'attn_implementation > "auto"'):
+        'every accepted value ("sdpa", "eager", "flash_attention_2") sorts after "auto"',
+    ("xrg/blocks/guides/clues.py", "consistency_weight > -1"):
+        "with weight 0 the loss is computed and multiplied by 0: the same objective",
+}
+
 # The six mutations of the issue: (name, file, text, replacement, tests that must catch it)
 KINDS = [
     ("beam search turned greedy (k = 1), transformer", "xrg/blocks/decoders/transformer.py",
@@ -99,31 +107,42 @@ def scratch_copy(target: Path, tests_from: str | None = None) -> Path:
     return target
 
 
-def pytest_command(tests: list[str]) -> list[list[str]]:
-    """One pytest command per entry (a `-k` differs per file)."""
-    commands = []
+def pytest(root: Path, arguments: list[str], timeout: float) -> subprocess.CompletedProcess | None:
+    """pytest run in `root` importing `root`'s xrg (None: it ran past `timeout`)."""
+    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *arguments]
+    try:
+        return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def collect(root: Path, tests: list[str], timeout: float = 600) -> list[str]:
+    """The test ids `tests` select. A `-k` differs per file, so it is resolved here, once: a mutant's
+    tests then run in one pytest process (one import of torch and Lightning, not one per file)."""
+    ids: list[str] = []
     for entry in tests:
         path, _, select = entry.partition("::-k ")
-        command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", path]
-        commands.append(command + (["-k", select] if select else []))
-    return commands
+        done = pytest(root, ["--collect-only", path, *(["-k", select] if select else [])], timeout)
+        if done is None or done.returncode not in (0, 5):
+            raise RuntimeError(f"{root}: collecting {entry} failed:\n{done and done.stdout[-2000:]}")
+        ids += [line for line in done.stdout.splitlines() if "::" in line and line not in ids]
+    return ids
 
 
-def run_tests(root: Path, tests: list[str], timeout: float) -> tuple[bool, list[str]]:
-    """(all passed, the failing test ids) of `tests` run in `root`."""
-    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
-    failed = []
-    for command in pytest_command(tests):
-        try:
-            done = subprocess.run(command + ["-rf"], cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return False, [f"{command[7]} (timed out)"]
-        if done.returncode in (2, 3, 4):  # interrupted, internal or usage error: not a test verdict
-            raise RuntimeError(f"{' '.join(command)} did not run its tests:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-        if done.returncode not in (0, 5):  # 5: nothing selected
-            failed += re.findall(r"^FAILED (.+?)(?: - |$)", done.stdout, re.M) or [f"{command[7]} (exit {done.returncode})"]
-            return False, failed
-    return True, failed
+def run_tests(root: Path, ids: list[str], timeout: float, first_failure: bool = True) -> tuple[bool, list[str]]:
+    """(all passed, the failing test ids) of test ids `ids` run in `root`, by default up to the first failure.
+    A collection error (exit 2: a mutant that breaks an import) fails the run like a failing test."""
+    if not ids:
+        return True, []
+    done = pytest(root, [*(["-x"] if first_failure else []), "-rf", *ids], timeout)
+    if done is None:
+        return False, ["(timed out)"]
+    if done.returncode in (3, 4):  # internal or usage error: not a test verdict
+        raise RuntimeError(f"{root}: pytest did not run its tests:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    if done.returncode not in (0, 5):  # 5: nothing selected
+        return False, re.findall(r"^(?:FAILED|ERROR) (.+?)(?: - |$)", done.stdout, re.M) or [f"(exit {done.returncode})"]
+    return True, []
 
 
 def kinds(args) -> dict:
@@ -135,9 +154,10 @@ def kinds(args) -> dict:
         path = root / file
         original = path.read_text()
         assert original.count(text) == 1, f"{file}: the text to mutate is not there once: {text!r}"
+        ids = collect(root, tests)
         path.write_text(original.replace(text, replacement))
         start = time.time()
-        passed, failed = run_tests(root, tests, args.timeout)
+        passed, failed = run_tests(root, ids, args.timeout)
         path.write_text(original)
         found.append({"mutation": name, "file": file, "caught": not passed, "failing_tests": failed,
                       "seconds": round(time.time() - start)})
@@ -193,51 +213,126 @@ def apply_and_test(spec, root: Path, tests: list[str], timeout: float) -> tuple[
                 compile(mutated, str(spec.module_path), "exec")
             except SyntaxError:
                 return None, [], "does not compile"
-            diff = [f"- {a.strip()}  ->  + {b.strip()}" for a, b in zip(original.splitlines(), mutated.splitlines()) if a != b]
+            diff = diff_of(original, mutated)
+            if not tests:
+                return None, [], diff
             passed, failed = run_tests(root, tests, timeout)
-            return not passed, failed, "; ".join(diff[:2])
+            return not passed, failed, diff
     finally:
         os.chdir(here)
+
+
+def baseline(root: Path, tests: list[str], timeout: float) -> tuple[list[str], list[str], float]:
+    """(the test ids that pass on the unmutated tree, those that fail there, seconds of the run). A test
+    failing without any mutant would count every mutant killed: it is left out of the mutants' runs."""
+    ids = collect(root, tests)
+    start = time.time()
+    _, broken = run_tests(root, ids, timeout, first_failure=False)
+    return [i for i in ids if i not in broken], broken, time.time() - start
+
+
+def diff_of(original: str, mutated: str) -> str:
+    return "; ".join(f"- {a.strip()}  ->  + {b.strip()}" for a, b in zip(original.splitlines(), mutated.splitlines()) if a != b)
+
+
+def equivalent(module: str, diff: str) -> str | None:
+    return next((why for (where, text), why in EQUIVALENT.items() if where == module and text in diff), None)
 
 
 def score(args) -> dict:
     before_root = scratch_copy(Path(args.scratch) / "before", tests_from=BASE)
     after_root = scratch_copy(Path(args.scratch) / "after")
-    rng = random.Random(args.seed)
     modules = [m for m in SCOPE if not args.modules or any(part in m for part in args.modules)]
-    report = {"per_module": args.per_module, "seed": args.seed, "modules": {}}
+    report = read(args.output) if args.resume else {"per_module": args.per_module, "seed": args.seed, "modules": {}}
     for module in modules:
+        if module in report["modules"]:
+            continue
         old_tests, new_tests = SCOPE[module]
+        # "after": today's tests of the module, the issue's and the earlier ones as they are now
+        runs = {"before": baseline(before_root, old_tests, args.timeout),
+                "after": baseline(after_root, old_tests + new_tests, args.timeout)}
+        old_tests, new_tests = runs["before"][0], runs["after"][0]
+        # A mutant may make a test hang: one that runs past a few times the unmutated run counts as killed.
+        limits = {k: max(args.min_timeout, 4 * v[2]) for k, v in runs.items()}
         population = mutants(module, after_root)
-        order = rng.sample(population, len(population))
+        # A seed per module: sampling one module draws the same mutants whichever modules run with it.
+        order = random.Random(f"{args.seed}:{module}").sample(population, len(population))
         rows = []
         while order and len(rows) < args.per_module:
             spec = order.pop()
             start = time.time()
-            killed_before, failed, diff = apply_and_test(spec, before_root, old_tests, args.timeout)
+            killed_before, failed, diff = apply_and_test(spec, before_root, old_tests, limits["before"])
             if killed_before is None:
                 continue  # does not compile: draw another
             killed_after, failed_after = killed_before, failed
             if not killed_before:
-                killed_after, failed_after, diff = apply_and_test(spec, after_root, new_tests, args.timeout)
+                killed_after, failed_after, diff = apply_and_test(spec, after_root, new_tests, limits["after"])
             rows.append({"operator": spec.operator_name, "occurrence": spec.occurrence, "in": spec.definition_name,
                          "line": spec.start_pos[0], "diff": diff, "killed_before": killed_before,
                          "killed_after": killed_after, "failing": failed_after, "seconds": round(time.time() - start)})
             print(f"{module}:{spec.start_pos[0]} {spec.operator_name} before={killed_before} after={killed_after} "
                   f"{diff}", flush=True)
-        report["modules"][module] = {"mutants": len(population), "sampled": rows}
+        report["modules"][module] = {"mutants": len(population), "tests": {k: v[0] for k, v in runs.items()},
+                                     "failing_unmutated": {k: v[1] for k, v in runs.items()},
+                                     "seconds_unmutated": {k: round(v[2]) for k, v in runs.items()}, "sampled": rows}
+        write(report, args.output)
+    return report
+
+
+def rescore(args) -> dict:
+    """The survivors of an earlier `score` run against today's tests (HEAD): tests written since to kill
+    them are counted in "after". A survivor is found again by its module, operator and changed line,
+    so edits elsewhere in the module do not lose it."""
+    report = read(args.output)
+    after_root = scratch_copy(Path(args.scratch) / "after")
+    for module, entry in report["modules"].items():
+        if args.modules and not any(part in module for part in args.modules):
+            continue
+        survivors = [r for r in entry["sampled"] if not r["killed_after"] and not equivalent(module, r["diff"])]
+        if not survivors:
+            continue
+        tests, broken, seconds = baseline(after_root, SCOPE[module][0] + SCOPE[module][1], args.timeout)
+        if broken:
+            print(f"{module}: left out, failing without a mutant: {broken}", flush=True)
+        limit = max(args.min_timeout, 4 * seconds)
+        population = {}
+        for spec in mutants(module, after_root):
+            population.setdefault(spec.operator_name, []).append(spec)
+        for row in survivors:
+            found = None
+            for spec in population.get(row["operator"], []):
+                killed, failed, diff = apply_and_test(spec, after_root, [], limit)  # applies only: no tests
+                if diff == row["diff"]:
+                    found = spec
+                    break
+            if found is None:
+                row["rescored"] = "the mutated line is no longer in the module"
+                continue
+            row["killed_after"], row["failing"], _ = apply_and_test(found, after_root, tests, limit)
+            row["rescored"] = time.strftime("%Y-%m-%d %H:%M")
+            print(f"{module}:{row['line']} {row['operator']} after={row['killed_after']} {row['diff']}", flush=True)
         write(report, args.output)
     return report
 
 
 def table(report: dict) -> str:
-    lines = ["| module | mutants | sampled | killed before | killed after |", "| --- | --- | --- | --- | --- |"]
+    lines = ["| module | mutants | sampled | equivalent | killed before | killed after |", "| --- | --- | --- | --- | --- | --- |"]
+    totals = [0, 0, 0, 0, 0]
     for module, entry in report.get("modules", {}).items():
         rows = entry["sampled"]
-        before = sum(r["killed_before"] for r in rows)
-        after = sum(r["killed_after"] for r in rows)
-        lines.append(f"| {module} | {entry['mutants']} | {len(rows)} | {before}/{len(rows)} | {after}/{len(rows)} |")
+        counted = [r for r in rows if not equivalent(module, r["diff"])]
+        numbers = [entry["mutants"], len(rows), len(rows) - len(counted),
+                   sum(r["killed_before"] for r in counted), sum(r["killed_after"] for r in counted)]
+        totals = [a + b for a, b in zip(totals, numbers)]
+        lines.append(f"| {module} | {numbers[0]} | {numbers[1]} | {numbers[2]} | {numbers[3]}/{len(counted)} | {numbers[4]}/{len(counted)} |")
+    counted = totals[1] - totals[2]
+    rate = (lambda k: f"{k}/{counted} ({100 * k / max(counted, 1):.0f} %)")
+    lines.append(f"| total (non-equivalent) | {totals[0]} | {totals[1]} | {totals[2]} | {rate(totals[3])} | {rate(totals[4])} |")
     return "\n".join(lines)
+
+
+def read(output: str) -> dict:
+    return json.loads(Path(output).read_text())
 
 
 def write(report: dict, output: str) -> None:
@@ -250,18 +345,21 @@ def write(report: dict, output: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["score", "kinds"])
+    parser.add_argument("mode", choices=["score", "rescore", "kinds", "table"])
     parser.add_argument("--per-module", type=int, default=4, help="mutants sampled per module")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--modules", nargs="*", help="only modules (kinds) whose path (name) contains one of these")
-    parser.add_argument("--timeout", type=float, default=900, help="seconds per pytest command")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per pytest command of an unmutated run")
+    parser.add_argument("--min-timeout", type=float, default=120,
+                        help="a mutant's tests time out at 4x the unmutated run's seconds, and never under this")
+    parser.add_argument("--resume", action="store_true", help="score: keep the modules already in --output")
     parser.add_argument("--scratch", default="/tmp/xrg-mutation")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
-    args.output = args.output or str(RESULTS / f"mutation_{args.mode}.json")
-    report = kinds(args) if args.mode == "kinds" else score(args)
+    args.output = args.output or str(RESULTS / f"mutation_{'kinds' if args.mode == 'kinds' else 'score'}.json")
+    report = {"kinds": kinds, "score": score, "rescore": rescore, "table": lambda a: read(a.output)}[args.mode](args)
     write(report, args.output)
-    if args.mode == "score":
+    if args.mode != "kinds":
         print(table(report))
 
 
