@@ -117,17 +117,22 @@ def pytest(root: Path, arguments: list[str], timeout: float) -> subprocess.Compl
         return None
 
 
-def collect(root: Path, tests: list[str], timeout: float = 600) -> list[str]:
-    """The test ids `tests` select. A `-k` differs per file, so it is resolved here, once: a mutant's
-    tests then run in one pytest process (one import of torch and Lightning, not one per file)."""
+def collect(root: Path, tests: list[str], timeout: float = 600) -> tuple[list[str], list[str]]:
+    """(the test ids `tests` select, the entries that do not import). A `-k` differs per file, so it is
+    resolved here, once: a mutant's tests then run in one pytest process (one import of torch and
+    Lightning, not one per file). An old test file may no longer import against today's code (the
+    "before" tests): it kills nothing, and is reported."""
     ids: list[str] = []
+    broken = []
     for entry in tests:
         path, _, select = entry.partition("::-k ")
         done = pytest(root, ["--collect-only", path, *(["-k", select] if select else [])], timeout)
-        if done is None or done.returncode not in (0, 5):
+        if done is None or done.returncode not in (0, 2, 5):
             raise RuntimeError(f"{root}: collecting {entry} failed:\n{done and done.stdout[-2000:]}")
+        if done.returncode == 2:
+            broken.append(f"{entry} (does not import: " + (re.findall(r"^E +(.+)$", done.stdout, re.M) or ["?"])[-1] + ")")
         ids += [line for line in done.stdout.splitlines() if "::" in line and line not in ids]
-    return ids
+    return ids, broken
 
 
 def run_tests(root: Path, ids: list[str], timeout: float, first_failure: bool = True) -> tuple[bool, list[str]]:
@@ -154,7 +159,7 @@ def kinds(args) -> dict:
         path = root / file
         original = path.read_text()
         assert original.count(text) == 1, f"{file}: the text to mutate is not there once: {text!r}"
-        ids = collect(root, tests)
+        ids, _ = collect(root, tests)
         path.write_text(original.replace(text, replacement))
         start = time.time()
         passed, failed = run_tests(root, ids, args.timeout)
@@ -196,7 +201,7 @@ def mutants(module: str, root: Path) -> list:
     return [m for m in found if not any(start <= tuple(m.start_pos) < end for start, end in spans)]
 
 
-def apply_and_test(spec, root: Path, tests: list[str], timeout: float) -> tuple[bool | None, list[str], str]:
+def apply_and_test(spec, root: Path, tests: list[str] | None, timeout: float) -> tuple[bool | None, list[str], str]:
     """(killed, failing tests, diff) of one cosmic-ray mutant applied in `root`; killed is None for a
     mutant that does not compile (cosmic-ray's "incompetent": not counted)."""
     import cosmic_ray.plugins
@@ -214,7 +219,7 @@ def apply_and_test(spec, root: Path, tests: list[str], timeout: float) -> tuple[
             except SyntaxError:
                 return None, [], "does not compile"
             diff = diff_of(original, mutated)
-            if not tests:
+            if tests is None:  # only the diff is wanted
                 return None, [], diff
             passed, failed = run_tests(root, tests, timeout)
             return not passed, failed, diff
@@ -225,10 +230,10 @@ def apply_and_test(spec, root: Path, tests: list[str], timeout: float) -> tuple[
 def baseline(root: Path, tests: list[str], timeout: float) -> tuple[list[str], list[str], float]:
     """(the test ids that pass on the unmutated tree, those that fail there, seconds of the run). A test
     failing without any mutant would count every mutant killed: it is left out of the mutants' runs."""
-    ids = collect(root, tests)
+    ids, not_importing = collect(root, tests)
     start = time.time()
     _, broken = run_tests(root, ids, timeout, first_failure=False)
-    return [i for i in ids if i not in broken], broken, time.time() - start
+    return [i for i in ids if i not in broken], not_importing + broken, time.time() - start
 
 
 def diff_of(original: str, mutated: str) -> str:
@@ -301,7 +306,7 @@ def rescore(args) -> dict:
         for row in survivors:
             found = None
             for spec in population.get(row["operator"], []):
-                killed, failed, diff = apply_and_test(spec, after_root, [], limit)  # applies only: no tests
+                killed, failed, diff = apply_and_test(spec, after_root, None, limit)  # its diff only
                 if diff == row["diff"]:
                     found = spec
                     break
