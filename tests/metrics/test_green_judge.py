@@ -99,3 +99,25 @@ def test_the_score_is_matched_over_matched_plus_significant_errors_of_the_candid
     # studies stay paired: the mean of the two
     both = _score(green, ["mild cardiomegaly effusion", "mild cardiomegaly"], ["mild cardiomegaly", "mild cardiomegaly effusion"])
     assert both == pytest.approx((2 / 3 + 1) / 2)
+
+
+def test_the_judge_loads_on_the_gpu_by_default_and_on_the_cpu_when_asked(monkeypatch):
+    import transformers
+
+    from xrg.metrics.model_based import load_metric
+
+    placed = []
+    stub = StubJudge()
+
+    def load_model(name, device_map=None, torch_dtype=None, **settings):
+        placed.append((device_map[""], torch_dtype))
+        return stub
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a one-GPU machine
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: stub)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", load_model)
+    load_metric("green", model="stub-judge")
+    load_metric("green", model="stub-judge", cpu=True)
+    assert placed == [("cuda:0", torch.float16), ("cpu", torch.float32)]
