@@ -43,7 +43,7 @@ SCOPE: dict[str, tuple[list[str], list[str]]] = {
     "xrg/tasks/report_generation.py": ([f"{LEARN}::test_report_task_learns_with_each_guide[no guide]",
                                         f"{LEARN}::-k labels or logged", "tests/tasks/test_stage_init.py"],
                                        ["tests/tasks/test_explanation_rows.py", "tests/tasks/test_report_memory.py",
-                                        f"{LEARN}::-k logged"]),
+                                        f"{LEARN}::-k logged", "tests/tasks/test_report_task_wiring.py"]),
     "xrg/tasks/qformer_alignment.py": (["tests/blocks/test_contracts.py::-k qformer"],
                                        ["tests/blocks/test_qformer_losses.py", f"{TASKS_LEARN}::-k qformer"]),
     "xrg/blocks/aligners/qformer.py": (["tests/blocks/test_contracts.py::-k qformer"],
@@ -67,6 +67,9 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         'every accepted value ("sdpa", "eager", "flash_attention_2") sorts after "auto"',
     ("xrg/blocks/guides/clues.py", "consistency_weight > -1"):
         "with weight 0 the loss is computed and multiplied by 0: the same objective",
+    ("xrg/tasks/report_generation.py", "if name is guide_name:"):
+        "its one caller (RetrievedReports) passes the guide's own `name`, the very string object that keys "
+        "`self.guides`: `is` and `==` agree",
 }
 
 # The six mutations of the issue: (name, file, text, replacement, tests that must catch it)
