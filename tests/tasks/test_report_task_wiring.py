@@ -1,14 +1,17 @@
 """How `ReportGeneration` wires its blocks: the prompt an LLM decoder reads when guides write fields
-and no prompt is given. (Written from mutation survivors, benchmarks/mutation.py.)"""
+and no prompt is given; the memory when visual tokens are left out; generating from images alone.
+(Written from mutation survivors, benchmarks/mutation.py.)"""
 
 from __future__ import annotations
 
 import torch
 
-from xrg.blocks.decoders import CausalLMDecoder
-from xrg.blocks.encoders import TimmImageEncoder
-from xrg.blocks.findings import FindingsClassifier
-from xrg.blocks.guides import PredictedFindings
+from xrg.blocks.clues import DiseaseClueInjector, MultiGranularClueInteraction
+from xrg.blocks.decoders import CausalLMDecoder, TransformerDecoder
+from xrg.blocks.encoders import HFTextEncoder, TimmImageEncoder
+from xrg.blocks.findings import FindingsClassifier, ZeroShotDiseasePerception
+from xrg.blocks.guides import DiseaseClues, PredictedFindings
+from xrg.data.tokenizers import WordTokenizer
 from xrg.data.tokenizers import BPETokenizer
 from xrg.tasks import ReportGeneration
 
@@ -34,3 +37,41 @@ def test_guides_writing_fields_give_an_llm_a_prompt_stating_them_when_none_is_gi
         prompts = task.prompts(task.encode(batch, with_loss=False))
     stated = "Image: <image>. Findings: cardiomegaly. Write the findings section of this chest x-ray report."
     assert prompts is not None and [p.strip() for p in prompts] == [stated, stated]
+
+
+def transformer() -> TransformerDecoder:
+    return TransformerDecoder(WordTokenizer(1, words=["heart", "normal"]), dim=16, heads=2, ffn_dim=16, encoder_layers=1,
+                              decoder_layers=1, max_length=4, num_beams=1)
+
+
+def test_without_visual_tokens_the_memory_is_the_guide_tokens_all_attended():
+    torch.manual_seed(0)
+    guide = PredictedFindings(FindingsClassifier(["Cardiomegaly", "Pleural Effusion"]), tokens=True, token_dim=16)
+    task = ReportGeneration(TimmImageEncoder("test_resnet"), transformer(), guides=[guide], visual_tokens=False,
+                            nlg_metrics=False, clinical_efficacy=False).eval()
+    view_mask = torch.tensor([[True, True], [True, False]])  # the second study has one view: padded
+    batch = {"ids": ["a", "b"], "images": torch.rand(2, 2, 3, 32, 32), "view_mask": view_mask, "reports": ["x", "y"]}
+    with torch.no_grad():
+        encoded = task.encode(batch, with_loss=False)
+    memory = encoded.memory
+    assert torch.equal(memory.tokens, encoded.guidance["findings"].tokens.to(memory.tokens.dtype))
+    assert memory.mask is not None and memory.mask.shape == memory.tokens.shape[:2] and memory.mask.all()
+    with torch.no_grad():  # the decoder reads that memory
+        assert len(task.generate_reports(encoded)) == 2 and float(task.step_loss(task.encode(batch))) > 0
+
+
+def test_a_task_with_training_only_losses_generates_from_images_alone():
+    """Notebook use: `task(images)` has neither reports nor labels, so no guide may compute its
+    training loss (TRRG's consistency loss labels the reports)."""
+    torch.manual_seed(0)
+    text = HFTextEncoder(config={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                                 "intermediate_size": 64}, frozen=True)
+    clues = DiseaseClues(ZeroShotDiseasePerception(text, ["Cardiomegaly", "Pleural Effusion"], embed_dim=16),
+                         DiseaseClueInjector(16), MultiGranularClueInteraction(16, 2), consistency_weight=0.5)
+    task = ReportGeneration(TimmImageEncoder("test_resnet"), transformer(), guides=[clues],
+                            nlg_metrics=False, clinical_efficacy=False).eval()
+    images = torch.rand(3, 1, 3, 32, 32)
+    with torch.no_grad():
+        reports = task(images)
+        expected = task.generate_reports(task.encode({"ids": ["0", "1", "2"], "images": images}, with_loss=False))
+    assert reports == expected and len(reports) == 3

@@ -31,7 +31,10 @@ def append_tokens(memory: Features, tokens: torch.Tensor) -> Features:
     mask = None
     if memory.mask is not None:
         mask = torch.cat([memory.mask, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)], 1)
-    return Features(torch.cat([memory.tokens, tokens.to(memory.tokens.dtype)], 1), memory.pooled, mask)
+    existing = memory.tokens
+    if existing.shape[1] == 0:  # no visual tokens (`visual_tokens: false`): the guide's width is the memory's
+        existing = existing.new_zeros(tokens.shape[0], 0, tokens.shape[2])
+    return Features(torch.cat([existing, tokens.to(existing.dtype)], 1), memory.pooled, mask)
 
 
 class ReportGeneration(XrgTask):
