@@ -253,8 +253,10 @@ def score(args) -> dict:
     modules = [m for m in SCOPE if not args.modules or any(part in m for part in args.modules)]
     report = read(args.output) if args.resume else {"per_module": args.per_module, "seed": args.seed, "modules": {}}
     for module in modules:
-        if module in report["modules"]:
-            continue
+        rows = report["modules"].get(module, {}).get("sampled", [])
+        if len(rows) >= args.per_module or report["modules"].get(module, {}).get("exhausted"):
+            continue  # --resume: done; a module stopped part way continues with the mutants it lacks
+        done = {(r["operator"], r["occurrence"]) for r in rows}
         old_tests, new_tests = SCOPE[module]
         # "after": today's tests of the module, the and the earlier ones as they are now
         runs = {"before": baseline(before_root, old_tests, args.timeout),
@@ -265,9 +267,14 @@ def score(args) -> dict:
         population = mutants(module, after_root)
         # A seed per module: sampling one module draws the same mutants whichever modules run with it.
         order = random.Random(f"{args.seed}:{module}").sample(population, len(population))
-        rows = []
+        entry = {"mutants": len(population), "tests": {k: v[0] for k, v in runs.items()},
+                 "failing_unmutated": {k: v[1] for k, v in runs.items()},
+                 "seconds_unmutated": {k: round(v[2]) for k, v in runs.items()}, "sampled": rows}
+        report["modules"][module] = entry
         while order and len(rows) < args.per_module:
             spec = order.pop()
+            if (spec.operator_name, spec.occurrence) in done:
+                continue
             start = time.time()
             killed_before, failed, diff = apply_and_test(spec, before_root, old_tests, limits["before"])
             if killed_before is None:
@@ -280,9 +287,8 @@ def score(args) -> dict:
                          "killed_after": killed_after, "failing": failed_after, "seconds": round(time.time() - start)})
             print(f"{module}:{spec.start_pos[0]} {spec.operator_name} before={killed_before} after={killed_after} "
                   f"{diff}", flush=True)
-        report["modules"][module] = {"mutants": len(population), "tests": {k: v[0] for k, v in runs.items()},
-                                     "failing_unmutated": {k: v[1] for k, v in runs.items()},
-                                     "seconds_unmutated": {k: round(v[2]) for k, v in runs.items()}, "sampled": rows}
+            write(report, args.output)  # after every mutant: a stopped run resumes where it was
+        entry["exhausted"] = not order
         write(report, args.output)
     return report
 
