@@ -45,7 +45,8 @@ SCOPE: dict[str, tuple[list[str], list[str]]] = {
                                        ["tests/tasks/test_explanation_rows.py", "tests/tasks/test_report_memory.py",
                                         f"{LEARN}::-k logged", "tests/tasks/test_report_task_wiring.py"]),
     "xrg/tasks/qformer_alignment.py": (["tests/blocks/test_contracts.py::-k qformer"],
-                                       ["tests/blocks/test_qformer_losses.py", f"{TASKS_LEARN}::-k qformer"]),
+                                       ["tests/blocks/test_qformer_losses.py", f"{TASKS_LEARN}::-k qformer",
+                                        "tests/tasks/test_tasks_ddp.py"]),
     "xrg/blocks/aligners/qformer.py": (["tests/blocks/test_contracts.py::-k qformer"],
                                        ["tests/blocks/test_qformer_losses.py", f"{TASKS_LEARN}::-k qformer"]),
     "xrg/tasks/contrastive.py": (["tests/tasks/test_contrastive.py"], [f"{TASKS_LEARN}::-k contrastive"]),
@@ -60,6 +61,9 @@ SCOPE: dict[str, tuple[list[str], list[str]]] = {
                                       ["tests/tasks/test_explanation_rows.py"]),
     "xrg/metrics/model_based/green.py": (["tests/metrics/test_model_based.py::-k green"], ["tests/metrics/test_green_judge.py"]),
 }
+
+# Environment of a module's test runs: the 2-process DDP test runs only the task kind mutated.
+ENV = {"xrg/tasks/qformer_alignment.py": {"XRG_DDP_TASKS": "qformer_alignment"}}
 
 # Mutants that cannot change behaviour: (module, text of the mutated line as the diff shows it) -> why
 EQUIVALENT: dict[tuple[str, str], str] = {
@@ -110,9 +114,12 @@ def scratch_copy(target: Path, tests_from: str | None = None) -> Path:
     return target
 
 
+MODULE_ENV: dict[str, str] = {}  # ENV of the module being scored
+
+
 def pytest(root: Path, arguments: list[str], timeout: float) -> subprocess.CompletedProcess | None:
     """pytest run in `root` importing `root`'s xrg (None: it ran past `timeout`)."""
-    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**os.environ, **MODULE_ENV, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *arguments]
     try:
         return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
@@ -257,6 +264,8 @@ def score(args) -> dict:
         if len(rows) >= args.per_module or report["modules"].get(module, {}).get("exhausted"):
             continue  # --resume: done; a module stopped part way continues with the mutants it lacks
         done = {(r["operator"], r["occurrence"]) for r in rows}
+        MODULE_ENV.clear()
+        MODULE_ENV.update(ENV.get(module, {}))
         old_tests, new_tests = SCOPE[module]
         # "after": today's tests of the module, the issue's and the earlier ones as they are now
         runs = {"before": baseline(before_root, old_tests, args.timeout),
@@ -305,6 +314,8 @@ def rescore(args) -> dict:
         survivors = [r for r in entry["sampled"] if not r["killed_after"] and not equivalent(module, r["diff"])]
         if not survivors:
             continue
+        MODULE_ENV.clear()
+        MODULE_ENV.update(ENV.get(module, {}))
         tests, broken, seconds = baseline(after_root, SCOPE[module][0] + SCOPE[module][1], args.timeout)
         if broken:
             print(f"{module}: left out, failing without a mutant: {broken}", flush=True)

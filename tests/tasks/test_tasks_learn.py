@@ -136,6 +136,7 @@ def test_qformer_alignment_learns_every_objective_and_reads_the_image(data_root,
     # Batches of 4: with 8 possible reports, fewer in-batch duplicates to contrast against.
     trainer, losses = fit(task, data_root, tmp_path, epochs=20, batch_size=4)
     assert_halved(losses)
+    assert {"train/loss", "val/loss"} <= set(trainer.progress_bar_metrics)  # the stage's loss is on the bar
     for objective in ("itc", "itm", "itg"):
         assert losses[-1][f"val/{objective}"] < losses[0][f"val/{objective}"], objective
     # The queries carry the image: image-text matching is far better with each study's own report
