@@ -468,6 +468,10 @@ def test_guide_binds_widths_and_returns_guidance(member):
         torch.testing.assert_close(again.tokens, out.tokens)
     # No auxiliary loss when only generating.
     assert guide_output(guide, encoded_study(with_loss=False)).loss is None
+    # Binding the same widths again keeps the weights (a guide handed to a second task keeps what it learned).
+    state = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in guide.state_dict().items()}
+    guide.bind(VISUAL, MEMORY)
+    same(guide.state_dict(), state)
     # A memory without tokens (`visual_tokens: false`): the guide works with it, or refuses it clearly.
     fresh = built(member, 0)
     try:

@@ -34,7 +34,10 @@ class RecognisedConcepts(Guide):
         self.aligner.bind_input(visual_dim)
         if not self.tokens:
             return memory_dim
-        self.projection, memory_dim = token_projection(self.aligner.anchors.shape[-1], memory_dim)
+        token_dim, kept = self.aligner.anchors.shape[-1], self.projection
+        if kept is not None and (kept.in_features, kept.out_features) == (token_dim, memory_dim):
+            return memory_dim  # bound again at the same widths: keep what it learned
+        self.projection, memory_dim = token_projection(token_dim, memory_dim)
         return memory_dim
 
     def fields_written(self) -> list[str]:

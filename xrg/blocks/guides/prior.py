@@ -35,7 +35,8 @@ class PriorStudy(Guide):
             if memory_dim is None:
                 raise ValueError("PriorStudy(images: true) appends visual memory tokens; the task has "
                                  "visual_tokens: false (use text: true only)")
-            self.tag = nn.Parameter(torch.randn(memory_dim) * 0.02)
+            if self.tag is None or self.tag.shape[0] != memory_dim:  # bound again at the same width: kept
+                self.tag = nn.Parameter(torch.randn(memory_dim) * 0.02)
         return memory_dim
 
     def fields_written(self) -> list[str]:
