@@ -39,16 +39,18 @@ BASE = "e59fe6ef3a05a627aafb36e69c4edddf5c65d915"  # main just before the issue-
 # module -> (tests before issue 19, tests added for it); pytest node ids, `-k` given as "file::-k expr"
 LEARN = "tests/tasks/test_report_guides_learn.py"
 TASKS_LEARN = "tests/tasks/test_tasks_learn.py"
+WIRING = "tests/tasks/test_report_task_wiring.py"
 SCOPE: dict[str, tuple[list[str], list[str]]] = {
     "xrg/tasks/report_generation.py": ([f"{LEARN}::test_report_task_learns_with_each_guide[no guide]",
                                         f"{LEARN}::-k labels or logged", "tests/tasks/test_stage_init.py"],
                                        ["tests/tasks/test_explanation_rows.py", "tests/tasks/test_report_memory.py",
-                                        f"{LEARN}::-k logged", "tests/tasks/test_report_task_wiring.py"]),
+                                        f"{LEARN}::-k logged", WIRING]),
     "xrg/tasks/qformer_alignment.py": (["tests/blocks/test_contracts.py::-k qformer"],
                                        ["tests/blocks/test_qformer_losses.py", f"{TASKS_LEARN}::-k qformer",
                                         "tests/tasks/test_tasks_ddp.py"]),
     "xrg/blocks/aligners/qformer.py": (["tests/blocks/test_contracts.py::-k qformer"],
-                                       ["tests/blocks/test_qformer_losses.py", f"{TASKS_LEARN}::-k qformer"]),
+                                       ["tests/blocks/test_qformer_losses.py", f"{TASKS_LEARN}::-k qformer",
+                                        f"{WIRING}::-k qformer"]),
     "xrg/tasks/contrastive.py": (["tests/tasks/test_contrastive.py"], [f"{TASKS_LEARN}::-k contrastive"]),
     "xrg/tasks/findings.py": (["tests/tasks/test_findings_labels.py", "tests/test_concepts.py"],
                               [f"{TASKS_LEARN}::-k findings or concept"]),
@@ -58,7 +60,8 @@ SCOPE: dict[str, tuple[list[str], list[str]]] = {
     "xrg/blocks/guides/clues.py": (["tests/blocks/test_contracts.py::-k guide", f"{LEARN}::-k clues"],
                                    ["tests/tasks/test_explanation_rows.py"]),
     "xrg/blocks/guides/findings.py": (["tests/blocks/test_contracts.py::-k guide", f"{LEARN}::-k findings"],
-                                      ["tests/tasks/test_explanation_rows.py"]),
+                                      ["tests/tasks/test_explanation_rows.py",
+                                       "tests/blocks/test_findings_guide_options.py::-k decision_tokens_state"]),
     "xrg/metrics/model_based/green.py": (["tests/metrics/test_model_based.py::-k green"], ["tests/metrics/test_green_judge.py"]),
 }
 

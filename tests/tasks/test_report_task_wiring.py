@@ -1,5 +1,6 @@
 """How `ReportGeneration` wires its blocks: the prompt an LLM decoder reads when guides write fields
-and no prompt is given; the memory when visual tokens are left out; generating from images alone.
+and no prompt is given; the memory when visual tokens are left out; generating from images alone;
+what trains when an aligner's pretraining heads ride along.
 (Written from mutation survivors, benchmarks/mutation.py.)"""
 
 from __future__ import annotations
@@ -75,3 +76,25 @@ def test_a_task_with_training_only_losses_generates_from_images_alone():
         reports = task(images)
         expected = task.generate_reports(task.encode({"ids": ["0", "1", "2"], "images": images}, with_loss=False))
     assert reports == expected and len(reports) == 3
+
+
+def test_every_trainable_weight_of_a_qformer_report_task_learns_from_the_report_loss():
+    """The aligner's pretraining-only parts (ITC temperature and projections, ITM head, ITG head, text
+    embeddings) get no gradient from a report loss: the task freezes them, and everything it leaves
+    trainable (queries, cross-attention, layers, decoder) receives a gradient."""
+    from xrg.blocks.aligners import QFormerAligner
+
+    torch.manual_seed(0)
+    aligner = QFormerAligner(config={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                                     "intermediate_size": 64}, tokenizer=WordTokenizer(threshold=1), num_queries=4,
+                             embed_dim=16, cross_attention_every=1)
+    aligner.prepare(["heart", "normal heart"])  # its tokenizer and BERT, built from the training reports
+    task = ReportGeneration(TimmImageEncoder("test_resnet"), transformer(), aligner=aligner, nlg_metrics=False,
+                            clinical_efficacy=False)
+    batch = {"ids": ["a", "b"], "images": torch.rand(2, 1, 3, 32, 32), "reports": ["heart", "normal heart"]}
+    task.step_loss(task.encode(batch)).backward()
+    dead = [n for n, p in task.named_parameters() if p.requires_grad and p.grad is None]
+    assert not dead, f"trainable but untouched by the report loss: {dead}"
+    frozen = {n for n, p in task.named_parameters() if not p.requires_grad}
+    for part in ("temperature", "itm_head", "itg", "vision_proj", "text_proj", "word_embeddings"):
+        assert any(n.startswith("aligner.") and part in n for n in frozen), f"the aligner's {part} trains"
