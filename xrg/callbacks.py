@@ -28,6 +28,9 @@ class JsonlPredictionWriter(BasePredictionWriter):
     Beside the file, `<path>.meta.json` records how many rows it holds and how many studies the
     split has; `xrg evaluate` checks it. Under several processes each rank writes its own
     `<name>.rank<k>.jsonl`.
+
+    Rows follow the split's order whatever order the batches came in (the data module's
+    `group_by_length` hands them longest prompt first), so the file does not depend on batching.
     """
 
     def __init__(self, path: str = "predictions.jsonl") -> None:
@@ -35,6 +38,7 @@ class JsonlPredictionWriter(BasePredictionWriter):
         self.path = Path(path)
         self._file = None
         self.written = 0
+        self._positions: list[int] = []  # each written row's place in the split (for the final order)
 
     def _target(self, trainer: L.Trainer) -> Path:
         if trainer.world_size > 1:
@@ -45,7 +49,8 @@ class JsonlPredictionWriter(BasePredictionWriter):
         target = self._target(trainer)
         target.parent.mkdir(parents=True, exist_ok=True)
         self._file = partial_path(target).open("w", encoding="utf-8")
-        self.written = 0
+        self.written, self._positions = 0, []
+        self._split_order = split_order(trainer.predict_dataloaders)
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:
@@ -59,9 +64,11 @@ class JsonlPredictionWriter(BasePredictionWriter):
         if paths is not None:  # studies from your own images: say which files made each row
             for row, files in zip(rows, paths):
                 row.setdefault("images", files)
+        self._positions += [self._split_order.get(row.get("id"), len(self._split_order)) for row in rows]
         self._write(rows)
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_split_order(trainer)
         errors, expected = {}, 0
         for loader in flat_loaders(trainer.predict_dataloaders):
             errors |= getattr(loader, "failures", {})
@@ -82,9 +89,31 @@ class JsonlPredictionWriter(BasePredictionWriter):
         if self.written != expected:
             warnings.warn(f"{target}: {self.written} rows for {expected} studies")
 
+    def _restore_split_order(self, trainer: L.Trainer) -> None:
+        """Rewrite the rows written so far in the split's order, if they came in another."""
+        if self._positions == sorted(self._positions):
+            return
+        self._file.close()
+        partial = partial_path(self._target(trainer))
+        lines = partial.read_text(encoding="utf-8").split("\n")[:-1]  # not splitlines: a report may hold U+2028
+        order = sorted(range(len(lines)), key=self._positions.__getitem__)  # stable: ties keep their order
+        write_atomic(partial, "".join(lines[i] + "\n" for i in order))
+        self._file = partial.open("a", encoding="utf-8")
+        self._positions.sort()
+
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if self._file is not None and not self._file.closed:
             self._file.close()  # the partial file stays for inspection; the earlier file is untouched
+
+
+def split_order(loaders: Any) -> dict[str, int]:
+    """Study id -> its place in the loaders' datasets (studies of a `ReportDataset`)."""
+    order: dict[str, int] = {}
+    for loader in flat_loaders(loaders):
+        for study in getattr(getattr(loader, "dataset", None), "studies", []):
+            if hasattr(study, "id"):
+                order.setdefault(study.id, len(order))
+    return order
 
 
 def flat_loaders(loaders: Any) -> list:

@@ -15,7 +15,7 @@ from xrg.data.annotation import SPLITS, read_annotation, read_labels
 from xrg.data.cleaning import get_cleaner
 from xrg.data.dataset import BadStudyPolicy, ReportDataset, collate_studies
 from xrg.data.errors import DataError
-from xrg.data.loader import EpochShuffle, StudyLoader, default_seed
+from xrg.data.loader import EpochShuffle, LongestFirst, StudyLoader, default_seed
 from xrg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, build_transform
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,10 @@ class ReportDataModule(L.LightningDataModule):
     Loading: `num_workers` decoding processes (0 = in the training process), `pin_memory` for
     GPU training, `persistent_workers` (kept between epochs), `prefetch_factor` batches queued per
     worker (PyTorch's default 2 when None); docs/performance.md says how to size them.
+
+    `group_by_length: true` batches the studies of the evaluation loaders (validation, test,
+    predict) by prompt length, longest first (`xrg.data.loader.LongestFirst`): less padding in an
+    LLM's prompts. Predictions files keep the split's order; scores do not depend on the order.
 
     `image_cache: DIR` reads the images from a cache built by `xrg data cache` at size `resize`
     (see `xrg.data.image_cache`) when DIR holds one; a cache built for another size, window or
@@ -86,6 +90,7 @@ class ReportDataModule(L.LightningDataModule):
         image_window: tuple[float, float] | None = None,
         prior_views: int = 0,
         image_cache: str | None = None,
+        group_by_length: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(synthetic, dict):  # as a checkpoint's hyperparameters keep it
@@ -190,10 +195,15 @@ class ReportDataModule(L.LightningDataModule):
         hp = self.hparams
         dataset = self.datasets[split]
         seed = default_seed()
+        sampler = None  # the split's order
+        if train:
+            sampler = EpochShuffle(dataset, seed)
+        elif hp.group_by_length:
+            sampler = LongestFirst(dataset.prompt_lengths())
         return StudyLoader(
             dataset,
             batch_size=hp.batch_size if train else (hp.eval_batch_size or hp.batch_size),
-            sampler=EpochShuffle(dataset, seed) if train else None,
+            sampler=sampler,
             drop_last=False,
             num_workers=hp.num_workers,
             # Workers kept between epochs skip re-forking and re-reading the annotation; pinned

@@ -98,6 +98,13 @@ class ReportDataset(Dataset):
     def __len__(self) -> int:
         return len(self.studies)
 
+    def prompt_lengths(self) -> list[tuple[int, int]]:
+        """Per study, what sets its prompt's length as far as the data knows: (views, characters of
+        indication + prior report). Prompt parts a model writes (predicted findings, retrieved
+        reports) are unknown before it runs."""
+        return [(min(len(study.image_paths), self.max_views), len(study.indication) + len(prior))
+                for study, prior in zip(self.studies, self.prior_reports)]
+
     def _views(self, study: Study, paths: tuple[str, ...]) -> torch.Tensor:
         return torch.stack([self.transform(load_image(resolve_image(self.image_dir, p + self.path_suffix, study.id),
                                                       study.id, self.image_window)) for p in paths])

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, RandomSampler, Sampler
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,25 @@ class EpochShuffle(RandomSampler):
 
     def __len__(self) -> int:
         return len(self.data_source)
+
+
+class LongestFirst(Sampler[int]):
+    """Dataset indices by decreasing `lengths` (any sortable keys; ties keep the dataset's order),
+    so each batch holds studies of similar prompt length and pads little. The longest batch comes
+    first: a batch that does not fit in memory fails at once, and a static KV cache is sized by it.
+
+    Under DDP Lightning wraps this sampler and deals its order out to the ranks in turn (rank r gets
+    positions r, r + W, ...): every rank's share is still sorted, and the ranks get equal mixes.
+    """
+
+    def __init__(self, lengths: list) -> None:
+        self.lengths = list(lengths)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(sorted(range(len(self.lengths)), key=self.lengths.__getitem__, reverse=True))
+
+    def __len__(self) -> int:
+        return len(self.lengths)
 
 
 class StudyLoader(DataLoader):

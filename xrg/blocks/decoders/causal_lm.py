@@ -58,6 +58,10 @@ class CausalLMDecoder(Decoder):
     with the KV cache; any of these can be overridden per call.
     Attention: `attn_implementation="auto"` picks flash-attention 2 where it can run, else SDPA;
     any name transformers knows ("eager", "sdpa", "flash_attention_2") is passed on as given.
+    KV cache: `cache_implementation="dynamic"` (grows step by step) or `"static"` (allocated once at
+    prompt + `max_new_tokens`, same outputs); `compile` (true, or `transformers.CompileConfig`
+    options such as `{mode: max-autotune-no-cudagraphs}`) compiles the decode step over the static
+    cache. docs/performance.md says when each pays.
 
     Checkpoints of a named `model` with a frozen base (LoRA, or `freeze_llm`) leave the unchanged
     base weights out and re-read them from `model` on load, checksum-verified
@@ -87,11 +91,18 @@ class CausalLMDecoder(Decoder):
         do_sample: bool = False,
         temperature: float = 1.0,
         top_p: float = 1.0,
+        cache_implementation: str = "dynamic",
+        compile: bool | dict[str, Any] = False,
     ) -> None:
         if (model is None) == (config is None):
             raise ValueError("CausalLMDecoder needs exactly one of `model` (name or path) or `config`")
         if memory_projection not in ("linear", "mlp", "none"):
             raise ValueError(f"memory_projection must be 'linear', 'mlp' or 'none', not {memory_projection!r}")
+        if cache_implementation not in ("dynamic", "static"):
+            raise ValueError(f"cache_implementation must be 'dynamic' or 'static', not {cache_implementation!r}")
+        if compile and cache_implementation != "static":
+            raise ValueError("compile needs cache_implementation: static (transformers compiles the decode step "
+                             "only over a static KV cache)")
         if tokenizer is None:
             if model is None:
                 raise ValueError("a `config` model needs a tokenizer, e.g. BPETokenizer(vocab_size=1000)")
@@ -111,6 +122,8 @@ class CausalLMDecoder(Decoder):
         self.register_state_dict_post_hook(drop_source_weights)
         self.max_length, self.max_new_tokens = max_length, max_new_tokens
         self.generation = {"num_beams": num_beams, "do_sample": do_sample, "temperature": temperature, "top_p": top_p}
+        self.cache_implementation = cache_implementation
+        self.compile = compile
         self.llm: nn.Module | None = None
         self.memory_proj: nn.Module | None = None
         self._finish_init(memory_dim)
@@ -280,9 +293,24 @@ class CausalLMDecoder(Decoder):
             bos_token_id=tok.bos_id,
             eos_token_id=tok.eos_id,
             pad_token_id=tok.pad_id,
+            **self._cache_settings(),
             **settings,
         )
         return tok.batch_decode(ids)
+
+    def _cache_settings(self) -> dict[str, Any]:
+        """`generate` arguments for the KV cache. With a static cache on a GPU, transformers compiles
+        the decode step by itself; `disable_compile` keeps `compile: false` meaning what it says.
+        With `compile`, the step is compiled on any device (on a CPU too, where it seldom pays)."""
+        if self.cache_implementation == "dynamic":
+            return {}
+        if not self.compile:
+            return {"cache_implementation": "static", "disable_compile": True}
+        from transformers import CompileConfig
+
+        config = CompileConfig(**(self.compile if isinstance(self.compile, dict) else {}))
+        config._compile_all_devices = True  # transformers' own switch for compiling off-GPU
+        return {"cache_implementation": "static", "compile_config": config}
 
     # --- LoRA adapters ---------------------------------------------------------------------
     def save_adapter(self, directory: str | Path) -> Path:
