@@ -167,7 +167,7 @@ def main() -> None:
     texts = prompts + [write_report(sample_findings(np.random.default_rng(s)), np.random.default_rng(s))[0] for s in range(500)]
     decoder = build_decoder(size, args.device, args.max_new_tokens, texts)
     memory = torch.randn(len(rows), IMAGE_SLOTS, MEMORY_DIM, generator=torch.Generator().manual_seed(1))
-    memory = memory.to(args.device, decoder.dtype)
+    memory = memory.to(args.device)  # float32, as an encoder hands it over; the projection casts to the LLM dtype
     # The keys the data module sorts by (ReportDataset.prompt_lengths): one view, then the text it knows.
     lengths = [(1, len(row["indication"]) + len(row["prior_report"])) for row in rows]
     orders = {False: list(range(len(rows))), True: list(LongestFirst(lengths))}
