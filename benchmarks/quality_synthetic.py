@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 
 import torch
-from synthetic_runs import (REPO, Results, add_data_args, fit, measured, print_per_finding, print_rows,
+from synthetic_runs import (REPO, Results, add_data_args, choose_decoding, fit, measured, print_per_finding, print_rows,
                             run_from_command_line, test_scores)
 
 RECIPES = REPO / "recipes"
@@ -50,7 +50,12 @@ def run(a) -> dict:
         fitted.append((name, Path(path), {"cpu_s": float(cpu[0]) if cpu else float("nan")}))
     for name, checkpoint, cost in fitted:
         results[name] = {"fit": cost, "checkpoint": str(checkpoint)}
-        scores, test_cost = measured(test_scores, checkpoint, a, per_finding=True)
+        decoding = None
+        if a.choose_decoding:  # decoding settings picked on val CE, then used on the test split
+            results[name]["decoding"], choice_cost = measured(choose_decoding, checkpoint, a)
+            results[name]["decoding"]["cpu_s"] = choice_cost["cpu_s"]
+            decoding = results[name]["decoding"]["chosen"]
+        scores, test_cost = measured(test_scores, checkpoint, a, per_finding=True, decoding=decoding)
         results[name] |= {"test": test_cost, **scores}
         results.save()
     return results
@@ -70,5 +75,7 @@ if __name__ == "__main__":
                         help="NAME:PATH[:FIT_CPU_S]: also score a checkpoint fitted elsewhere on the same benchmark")
     parser.add_argument("--epochs", type=int, default=None, help="override the (last stage's) recipe's max_epochs")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (a shared 2-core machine: 1)")
+    parser.add_argument("--choose-decoding", action="store_true",
+                        help="pick beams / length penalty on val CE macro-14 (synthetic_runs.DECODINGS) before testing")
     parser.add_argument("--set", action="append", default=[], help="one extra CLI override for every run's last stage (--set=--key=value)")
     run_from_command_line(parser, "quality", run, print_table)

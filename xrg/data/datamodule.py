@@ -15,7 +15,7 @@ from xrg.data.annotation import SPLITS, read_annotation, read_labels
 from xrg.data.cleaning import get_cleaner
 from xrg.data.dataset import BadStudyPolicy, ReportDataset, collate_studies
 from xrg.data.errors import DataError
-from xrg.data.loader import EpochShuffle, LongestFirst, StudyLoader, default_seed
+from xrg.data.loader import EpochShuffle, LabelBalancedShuffle, LongestFirst, StudyLoader, default_seed
 from xrg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, build_transform
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,11 @@ class ReportDataModule(L.LightningDataModule):
     Give either `annotation_path` (+ `image_dir`, default: the annotation's folder + "/images")
     or `synthetic` to use the embedded benchmark.
 
+    `label_balance` > 0 draws each training epoch label-balanced instead of shuffling it: a study's
+    chance grows as `(N / n_k) ** label_balance` for its rarest positive finding k (1: every finding
+    about equally often; 0.5: square-root balancing; see `xrg.data.loader.LabelBalancedShuffle`).
+    It needs a labels file and runs on one process (under DDP Lightning would swap the sampler).
+
     Every batch carries each study's `indications` and `prior_reports` (empty strings where the
     annotation has none); `prior_views` > 0 also loads up to that many views of each study's prior
     study as `prior_images` / `prior_view_mask` (for the `PriorStudy` guide).
@@ -91,10 +96,13 @@ class ReportDataModule(L.LightningDataModule):
         prior_views: int = 0,
         image_cache: str | None = None,
         group_by_length: bool = False,
+        label_balance: float = 0.0,
     ) -> None:
         super().__init__()
         if isinstance(synthetic, dict):  # as a checkpoint's hyperparameters keep it
             synthetic = SyntheticBenchmark(**synthetic)
+        if label_balance < 0:
+            raise ValueError(f"label_balance is a power of 0 (plain shuffle) or more, got {label_balance}")
         self.save_hyperparameters()
         if isinstance(synthetic, SyntheticBenchmark):
             # Plain values in the checkpoint: a module built in Python (a notebook) otherwise
@@ -197,7 +205,7 @@ class ReportDataModule(L.LightningDataModule):
         seed = default_seed()
         sampler = None  # the split's order
         if train:
-            sampler = EpochShuffle(dataset, seed)
+            sampler = self._train_sampler(dataset, seed)
         elif hp.group_by_length:
             sampler = LongestFirst(dataset.prompt_lengths())
         return StudyLoader(
@@ -216,6 +224,16 @@ class ReportDataModule(L.LightningDataModule):
             # model's dropout draws from (a resumed run could not replay those draws).
             generator=torch.Generator().manual_seed(seed),
         )
+
+    def _train_sampler(self, dataset: ReportDataset, seed: int) -> EpochShuffle:
+        balance = self.hparams.label_balance
+        if not balance:
+            return EpochShuffle(dataset, seed)
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.world_size > 1:
+            raise DataError(f"label_balance: {balance} runs on one process; under DDP ({trainer.world_size} "
+                            "processes) Lightning replaces the training sampler with a plain shuffle")
+        return LabelBalancedShuffle(dataset, self.train_labels(), balance, seed)
 
     def train_dataloader(self) -> StudyLoader:
         return self._loader("train", train=True)

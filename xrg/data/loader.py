@@ -80,6 +80,41 @@ class LongestFirst(Sampler[int]):
         return len(self.lengths)
 
 
+class LabelBalancedShuffle(EpochShuffle):
+    """Each epoch draws as many studies as the split has, with replacement, a study's chance
+    proportional to `(N / n_k) ** power` for its rarest positive observation k (n_k: training studies
+    positive for k; a study with no positive counts as one more observation). `power` 1 gives every
+    observation about the same share of draws; 0.5 (square-root balancing) meets halfway; 0 is
+    uniform. A rare finding is then seen every epoch, not once in ten (RaDialog balances its
+    training data by finding). Draws come from (seed, epoch) alone, as EpochShuffle's do, so a
+    resumed epoch is the same epoch.
+    """
+
+    def __init__(self, data_source, labels: torch.Tensor, power: float = 0.5, seed: int | None = None) -> None:
+        super().__init__(data_source, seed)
+        if len(labels) != len(data_source):
+            raise ValueError(f"label-balanced sampling needs one label row per study: {len(labels)} rows, "
+                             f"{len(data_source)} studies")
+        self.weights = balancing_weights(labels, power)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        generator = torch.Generator().manual_seed(_mix(self.seed, self.epoch))
+        n = len(self.data_source)
+        order = torch.multinomial(self.weights, n, replacement=True, generator=generator).tolist()
+        item_seeds = torch.randint(0, 2**62, (n,), generator=generator).tolist()
+        start, self.start = self.start, 0
+        return iter(list(zip(order, item_seeds))[start:])
+
+
+def balancing_weights(labels: torch.Tensor, power: float) -> torch.Tensor:
+    """`[N]` sampling weights of `LabelBalancedShuffle` from `[N, K]` CheXpert codes (1 positive)."""
+    positive = labels == 1
+    positive = torch.cat([positive, ~positive.any(1, keepdim=True)], 1)  # "nothing positive" as its own column
+    counts = positive.sum(0).clamp_min(1).double()
+    rarity = (len(labels) / counts) ** power  # [K + 1]
+    return torch.where(positive, rarity, torch.zeros_like(rarity)).amax(1)
+
+
 class StudyLoader(DataLoader):
     """A DataLoader of `collate_studies` batches (see the module docstring).
 

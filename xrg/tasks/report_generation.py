@@ -10,6 +10,11 @@ aligner, `PredictedFindings` and an LLM decoder. TRRG: `DiseaseClues`. RadAlign:
 `RecognisedConcepts` and `RetrievedReports` with `visual_tokens: false` (the LLM reads text only).
 Any mix is a list of guides. `encode` returns one `Encoded` that every hook receives; nothing is
 stashed in the batch. The objective is the decoder's token NLL plus the guides' auxiliary losses.
+
+`visual_token_dropout` (training only, off by default) hides each study's visual tokens from the
+decoder with that probability, the guides' tokens staying: the decoder cannot write the common
+report from the image alone, so it learns to read what the guides' tokens say (a findings guide's
+present / absent tokens). The guides themselves always read the image.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ class ReportGeneration(XrgTask):
         meteor: bool = True,
         clinical_efficacy: bool = True,
         model_metrics: list[str] | None = None,
+        visual_token_dropout: float = 0.0,
         **task_kwargs: Any,
     ) -> None:
         super().__init__(**task_kwargs)
@@ -74,6 +80,9 @@ class ReportGeneration(XrgTask):
             prompt = PromptBuilder(template=default_template(list(written)), chat="plain")
         self.prompt = prompt
         self.visual_tokens = visual_tokens
+        if not 0.0 <= visual_token_dropout < 1.0:
+            raise ValueError(f"visual_token_dropout is a probability below 1, got {visual_token_dropout}")
+        self.visual_token_dropout = visual_token_dropout
         self.bind_widths()
         self.generate_in_validation = generate_in_validation
         self._metric_flags = {"nlg": nlg_metrics, "meteor": meteor, "clinical_efficacy": clinical_efficacy}
@@ -131,16 +140,30 @@ class ReportGeneration(XrgTask):
             memory = Features(memory.tokens[:, :0], memory.pooled, None if memory.mask is None else memory.mask[:, :0])
         encoded = Encoded(batch, visual, memory, with_loss=with_loss, training=self.training,
                           encode_views=lambda images, view_mask: self.see(images, view_mask)[1])
+        replaced = False  # a guide gave the decoder a memory of its own (TRRG's clue interaction)
         for name, guide in self.guides.items():
             if name == until:
                 break
             guidance = guide(encoded)
             encoded.guidance[name] = guidance
             if guidance.memory is not None:
-                encoded.memory = guidance.memory
+                encoded.memory, replaced = guidance.memory, True
             if guidance.tokens is not None:
                 encoded.memory = append_tokens(encoded.memory, guidance.tokens)
+        if self.training and self.visual_token_dropout > 0 and not replaced:
+            encoded.memory = self.hide_visual_tokens(encoded.memory, memory.tokens.shape[1])
         return encoded
+
+    def hide_visual_tokens(self, memory: Features, count: int) -> Features:
+        """`memory` with its first `count` (visual) tokens masked for a random share of studies;
+        unchanged when no guide added tokens after them (the decoder would read nothing)."""
+        if memory.tokens.shape[1] <= count:
+            return memory
+        mask = memory.mask.clone() if memory.mask is not None else torch.ones(
+            memory.tokens.shape[:2], dtype=torch.bool, device=memory.tokens.device)
+        hidden = torch.rand(mask.shape[0], device=mask.device) < self.visual_token_dropout
+        mask[hidden, :count] = False
+        return Features(memory.tokens, memory.pooled, mask)
 
     def prompts(self, encoded: Encoded) -> list[str] | None:
         """One prompt per study from the guides' fields (None: the decoder takes no prompt)."""

@@ -15,6 +15,12 @@ the one with the best F1 on the validation split (a buffer, saved with the weigh
 `fit_pos_weight` sets the head's BCE positive weights from the training labels at the start of a
 fresh fit (RaDialog's log(N / positives), as `FindingsClassification` does), so rare findings
 still pull on the head when it trains here.
+
+`token_scale` is the standard deviation the present / absent embeddings start from. The default
+0.02 (a transformer's usual init) starts each pair as two nearly equal vectors beside visual tokens
+of unit scale, and a decoder learns to write from the visual tokens long before it reads the pair;
+1.0 starts them as far apart as the visual tokens are large, so the decoder reads them from the
+first steps (docs/quality.md, section 3).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ class PredictedFindings(Guide):
     def __init__(self, head: FindingsHead, labels_in_training: bool = True, field: str = "findings",
                  tokens: bool = False, token_dim: int | None = None, loss_weight: float = 0.0,
                  decision_tokens: bool = False, tune_thresholds: bool = False, fit_pos_weight: bool = False,
-                 name: str | None = None) -> None:
+                 token_scale: float = 0.02, name: str | None = None) -> None:
         super().__init__(name)
         self.head = head
         self.labels_in_training = labels_in_training
@@ -45,6 +51,7 @@ class PredictedFindings(Guide):
         self.decision_tokens = decision_tokens
         self.tune_thresholds = tune_thresholds
         self.fit_pos_weight = fit_pos_weight
+        self.token_scale = token_scale
         if tune_thresholds:
             self.register_buffer("thresholds", torch.full((head.num_labels,), float(head.threshold)))
         self._validation: list[tuple[torch.Tensor, torch.Tensor]] = []  # (probs, labels) seen this validation
@@ -55,7 +62,7 @@ class PredictedFindings(Guide):
             return memory_dim
         width = memory_dim or self.token_dim or visual_dim
         if self.states is None or self.states.shape[-1] != width:
-            self.states = nn.Parameter(torch.randn(self.head.num_labels, 2, width) * 0.02)
+            self.states = nn.Parameter(torch.randn(self.head.num_labels, 2, width) * self.token_scale)
         return width
 
     def fields_written(self) -> list[str]:
