@@ -110,6 +110,7 @@ def test_contrastive_pretraining_learns_and_logs_the_recall_it_reaches(data_root
                                   sentence_weight=0.0, recall_at=(1, 5), optimizer=adamw)
     trainer, losses = fit(task, data_root, tmp_path, epochs=15)
     assert_halved(losses)
+    assert {"train/loss", "val/loss"} <= set(trainer.progress_bar_metrics)  # the loss is on the bar
     task.eval()
     with torch.no_grad():
         batches = split_batches(data_root, "val")
