@@ -153,6 +153,8 @@ def test_construction_errors_are_clear():
         CausalLMDecoder(config=TINY)
     with pytest.raises(ValueError, match="memory width"):
         CausalLMDecoder(config=TINY, tokenizer=fitted_tokenizer(), memory_projection="none", memory_dim=8)
+    with pytest.raises(ValueError, match="memory width"):  # wider than the LLM, too
+        CausalLMDecoder(config=TINY, tokenizer=fitted_tokenizer(), memory_projection="none", memory_dim=64)
 
 
 def test_lora_decoder_starts_from_a_plain_decoders_weights():

@@ -100,3 +100,21 @@ def test_a_tiny_dual_encoder_learns_the_pairs():
     with torch.no_grad():
         images, reports = task.embed_images(batch), task.joint.embed_texts(batch["reports"])
     assert retrieval_recall(images, reports, (1,))[1] == 1.0
+
+
+def test_each_studys_disease_sentences_fill_its_own_slots():
+    """`sentences_per_study` slots per study, in study order: study i's sentences at i*S, i*S+1, ...;
+    a study with fewer sentences leaves its other slots empty (zero, not valid)."""
+    torch.manual_seed(0)
+    task = ContrastivePretraining(TimmImageEncoder("test_resnet"), HFTextEncoder("minilm", config=TINY), embed_dim=16,
+                                  sentences_per_study=2).eval()
+    reports = _batch()["reports"][:3] + ["moderate cardiomegaly . small left pleural effusion ."]
+    with torch.no_grad():
+        embeddings, present, _, valid = task.sentence_slots(reports)
+        expected = {(i, slot): sentence for i, report in enumerate(reports)
+                    for slot, (sentence, _, _) in enumerate(disease_sentences(report)[:2])}
+        assert valid.tolist() == [(i, slot) in expected for i in range(4) for slot in range(2)]
+        for (i, slot), sentence in expected.items():
+            torch.testing.assert_close(embeddings[i * 2 + slot], task.joint.embed_texts([sentence])[0])
+        assert not embeddings[~valid].any()
+    assert [CHEXPERT_LABELS[k] for k in present[7].nonzero().flatten()] == ["Pleural Effusion"]
