@@ -164,3 +164,17 @@ def test_the_relational_memory_conditions_every_position():
 def test_without_relational_memory_the_decoder_is_unchanged():
     plain = _decoder().state_dict()
     assert "layers.0.norms.0.weight" in plain and not any("relational_memory" in key for key in plain)
+
+
+def test_the_visual_encoder_is_pre_norm_as_r2gens():
+    """R2Gen's sublayers are x + sublayer(norm(x)): normalisation never touches the residual stream,
+    so with every sublayer's output zeroed an encoder layer is the identity (a post-norm layer, which
+    normalises x + sublayer(x), is not)."""
+    encoder = _decoder().visual_encoder
+    with torch.no_grad():
+        for layer in encoder.layers:
+            for linear in (layer.self_attn.out_proj, layer.linear2):
+                linear.weight.zero_()
+                linear.bias.zero_()
+    tokens = 3 * torch.randn(2, 5, 32) + 1  # far from unit scale, so a LayerNorm would show
+    assert torch.equal(encoder(tokens), tokens)
