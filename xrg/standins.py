@@ -14,7 +14,8 @@ recipe names those instead. Nothing else of the recipe changes, so the same code
   backbone the recipe builds is shrunk, hub-named or not, so a paper-size recipe steps in seconds.
 - `size="paper"`: the paper's exact configuration (widths, heads, vocabulary) with at most `depth`
   blocks per stack (LLM / BERT / ViT layers, ResNet blocks per stage); `depth=None` keeps the
-  full depth. This is what `benchmarks/throughput.py` measures.
+  full depth, and `llm_depth` sets the causal LLMs' apart. This is what `benchmarks/throughput.py`
+  measures.
 
 Kept as they are: the MiniLM sentence encoder (installed offline from PyPI) and stacks a recipe
 addresses by index (CLIP's text layers, which UniCross's `text_points` name).
@@ -97,8 +98,8 @@ class OfflineRecipe:
         return ["--config", str(self.path)]
 
 
-def offline_recipe(recipe, out, *, size: Size = "tiny", depth: int | None = None, data: str | Path | None = None,
-                   name: str | None = None) -> OfflineRecipe:
+def offline_recipe(recipe, out, *, size: Size = "tiny", depth: int | None = None, llm_depth: int | None | str = "depth",
+                   data: str | Path | None = None, name: str | None = None) -> OfflineRecipe:
     """Write a copy of `recipe` whose hub-only parts are random stand-ins saved under `out`.
 
     `data`: a folder holding `annotation.json`, `images/` and `labels.json` (R2Gen layout) that
@@ -112,11 +113,11 @@ def offline_recipe(recipe, out, *, size: Size = "tiny", depth: int | None = None
     image_size = int(data_args.get("image_size", 224))
     if data is not None:
         _point_data(data_args, Path(data))
-    context = _Context(out, size, depth, image_size)
+    context = _Context(out, size, depth, depth if llm_depth == "depth" else llm_depth, image_size)
     _walk(config.get("model") or {}, "model", context)
     path = out / "recipes" / (name or f"{recipe.parent.name}_{recipe.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"# {recipe} with random stand-ins ({size}, depth {depth}): xrg.standins\n"
+    path.write_text(f"# {recipe} with random stand-ins ({size}, depth {depth}, LLM depth {context.llm_depth}): xrg.standins\n"
                     + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return OfflineRecipe(path, context.stand_ins)
 
@@ -136,11 +137,13 @@ class _Context:
     out: Path
     size: Size
     depth: int | None
+    llm_depth: int | None
     image_size: int
     stand_ins: list[StandIn] = field(default_factory=list)
 
-    def depth_of(self, full: int) -> int:
-        return full if self.depth is None else min(full, self.depth)
+    def depth_of(self, full: int, llm: bool = False) -> int:
+        depth = self.llm_depth if llm else self.depth
+        return full if depth is None else min(full, depth)
 
     def build(self, kind: str, spec: dict, write: Callable[[Path], None]) -> Path:
         """The folder holding the stand-in `spec`, written once by `write(folder)`."""
@@ -183,13 +186,13 @@ def _record(replaces: str, path: Path | str, config: dict) -> StandIn:
 
 
 # --- transformers: LLMs, BERTs, vision models ------------------------------------------------------
-def _hf_config(name: str, tiny: dict, context: _Context) -> dict:
+def _hf_config(name: str, tiny: dict, context: _Context, llm: bool = False) -> dict:
     if context.size == "tiny":
         return dict(tiny)
     if name not in PAPER_HF:
         raise ConfigError(f"no paper-size stand-in for {name!r}: add its configuration to xrg.standins.PAPER_HF")
     config = dict(PAPER_HF[name])
-    config["num_hidden_layers"] = context.depth_of(config["num_hidden_layers"])
+    config["num_hidden_layers"] = context.depth_of(config["num_hidden_layers"], llm)
     return config
 
 
@@ -222,7 +225,7 @@ def causal_lm(args: dict, context: _Context) -> StandIn | None:
     if not _is_hub_name(name):
         return None
     ids = _stand_in_tokenizer_ids()
-    config = _hf_config(name, _TINY_LLM, context)
+    config = _hf_config(name, _TINY_LLM, context, llm=True)
     config = {**config, **{k: v for k, v in ids.items() if k != "vocab_size"},
               "vocab_size": max(config.get("vocab_size", 0), ids["vocab_size"])}
     # Written in the dtype the recipe loads it in (hub files of 7B LLMs are half precision too).
