@@ -280,7 +280,6 @@ def measure(recipe_path: str, args) -> dict:
         result["generation"] = {"samples": len(rows), "seconds": seconds, "samples_per_s": len(rows) / seconds,
                                 "generated_tokens": generated, "tokens_per_s": generated / seconds}
 
-    decoder = getattr(task, "decoder", None)
     lora = getattr(decoder, "lora", None)
     if lora is not None and getattr(decoder, "llm", None) is not None:
         config = decoder.llm.config.to_dict()
