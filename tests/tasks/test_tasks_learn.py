@@ -10,6 +10,7 @@ the metrics it logs equal the same metrics computed here from its outputs with o
 from __future__ import annotations
 
 import json
+import math
 
 import lightning as L
 import pytest
@@ -102,6 +103,19 @@ def test_findings_classification_learns_and_logs_sklearns_auc(data_root, tmp_pat
         assert logged[f"test/auc/{name}"] == pytest.approx(expected, abs=1e-6), name
         assert expected > 0.9, f"{name}: the classifier does not read the image (AUC {expected:.2f})"
     assert logged["test/auc_mean"] == pytest.approx(sum(logged[f"test/auc/{n}"] for n in THREE) / 3, abs=1e-6)
+
+    # RaDialog's positive weights were fitted by default at the fresh fit: log(N / positives) per finding
+    # over the training studies (none is blank or positive everywhere in this fixture).
+    train = [item["id"] for item in json.loads((data_root / "annotation.json").read_text())["train"]]
+    for k, name in enumerate(THREE):
+        positives = sum(labels_of(data_root)[i][name] == 1 for i in train)
+        assert task.findings.pos_weight[k].item() == pytest.approx(math.log(len(train) / positives), rel=1e-5), name
+    # Predicted rows carry the task's own probabilities, under their names, to 4 places.
+    rows = [row for batch in trainer.predict(task, datamodule=datamodule(data_root)) for row in batch]
+    by_id = {row["id"]: row for row in rows}
+    test_ids = [i for batch in split_batches(data_root, "test") for i in batch["ids"]]
+    for study_id, row in zip(test_ids, probs):
+        assert by_id[study_id]["findings_probs"] == {n: round(p, 4) for n, p in zip(THREE, row)}
 
 
 def test_contrastive_pretraining_learns_and_logs_the_recall_it_reaches(data_root, tmp_path):
