@@ -172,7 +172,7 @@ def test_concept_alignment_learns_and_its_retrieved_reports_follow_the_image(dat
     torch.manual_seed(0)
     text = HFTextEncoder(config=TINY_TEXT, frozen=True)
     task = ConceptAlignment(TimmImageEncoder("test_resnet"), ConceptAligner(text, dim=16, heads=2),
-                            retriever=ReportRetriever(space="image", k=1), index_dir=str(tmp_path / "index"),
+                            retriever=ReportRetriever(space="image", k=3), index_dir=str(tmp_path / "index"),
                             optimizer=adamw)
     trainer, losses = fit(task, data_root, tmp_path, epochs=12)
     assert_halved(losses)
@@ -182,6 +182,9 @@ def test_concept_alignment_learns_and_its_retrieved_reports_follow_the_image(dat
                        callbacks=[JsonlPredictionWriter(str(predictions))])
     writer.predict(task, datamodule=datamodule(data_root), return_predictions=False)
     rows = [json.loads(line) for line in predictions.read_text().splitlines()]
+    # The baseline's report is the nearest of the k retrieved (RadAlign's top-1), not any other.
+    train_reports = {item["id"]: item["report"] for item in json.loads((data_root / "annotation.json").read_text())["train"]}
+    assert all(len(row["retrieved_ids"]) == 3 and row["generated"] == train_reports[row["retrieved_ids"][0]] for row in rows)
     labels = labels_of(data_root)
     right = sum(states(row["generated"], "Cardiomegaly") == bool(labels[row["id"]]["Cardiomegaly"]) for row in rows)
     assert right >= 0.75 * len(rows), f"{right}/{len(rows)} retrieved reports state cardiomegaly as the study has it"
