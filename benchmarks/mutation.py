@@ -54,7 +54,8 @@ SCOPE: dict[str, tuple[list[str], list[str]]] = {
     "xrg/tasks/contrastive.py": (["tests/tasks/test_contrastive.py"], [f"{TASKS_LEARN}::-k contrastive"]),
     "xrg/tasks/findings.py": (["tests/tasks/test_findings_labels.py", "tests/test_concepts.py"],
                               [f"{TASKS_LEARN}::-k findings or concept"]),
-    "xrg/tasks/concept_alignment.py": (["tests/test_radalign_chain.py"], [f"{TASKS_LEARN}::-k concept"]),
+    "xrg/tasks/concept_alignment.py": (["tests/test_radalign_chain.py"], [f"{TASKS_LEARN}::-k concept",
+                                                                         "tests/tasks/test_tasks_ddp.py"]),
     "xrg/blocks/decoders/transformer.py": (["tests/blocks/test_transformer_decoder.py"], ["tests/blocks/test_beam_search.py"]),
     "xrg/blocks/decoders/causal_lm.py": (["tests/blocks/test_causal_lm.py"], ["tests/blocks/test_beam_search.py"]),
     "xrg/blocks/guides/clues.py": (["tests/blocks/test_contracts.py::-k guide", f"{LEARN}::-k clues"],
@@ -66,7 +67,8 @@ SCOPE: dict[str, tuple[list[str], list[str]]] = {
 }
 
 # Environment of a module's test runs: the 2-process DDP test runs only the task kind mutated.
-ENV = {"xrg/tasks/qformer_alignment.py": {"XRG_DDP_TASKS": "qformer_alignment"}}
+ENV = {"xrg/tasks/qformer_alignment.py": {"XRG_DDP_TASKS": "qformer_alignment"},
+       "xrg/tasks/concept_alignment.py": {"XRG_DDP_TASKS": "concept_alignment"}}
 
 # Mutants that cannot change behaviour: (module, text of the mutated line as the diff shows it) -> why
 EQUIVALENT: dict[tuple[str, str], str] = {
