@@ -49,11 +49,7 @@ ROWS: dict[str, tuple[str, ...]] = {
 # what it perceives, as F1 on the test split at per-observation thresholds tuned on the validation split.
 CLASSIFIER = REPO / "recipes" / "mix" / "findings_classifier_synthetic.yaml"
 DATA = "--data.init_args"
-HEAD_# Every writer row starts from the recipe's settings before issue 17 (the recipe now has the winners
-# on), so each row is one option against that base.
-BEFORE = (f"{GUIDE}.token_scale=0.02", f"{DECODER}.dropout=0.1", "--model.init_args.optimizer.init_args.lr=1.0e-3",
-          f"{MODEL}.visual_token_dropout=0.0", "--data.init_args.label_balance=0.0")
-ROWS: dict[str, tuple[str, ...]] = {
+HEAD_ROWS: dict[str, tuple[str, ...]] = {
     "head": (),
     "head+balance0.5": (f"{DATA}.label_balance=0.5",),
     "head+balance1": (f"{DATA}.label_balance=1.0",),
