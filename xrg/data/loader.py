@@ -52,10 +52,14 @@ class EpochShuffle(RandomSampler):
     def __iter__(self) -> Iterator[tuple[int, int]]:
         generator = torch.Generator().manual_seed(_mix(self.seed, self.epoch))
         n = len(self.data_source)
-        order = torch.randperm(n, generator=generator).tolist()
+        order = self.order(n, generator)
         item_seeds = torch.randint(0, 2**62, (n,), generator=generator).tolist()
         start, self.start = self.start, 0
         return iter(list(zip(order, item_seeds))[start:])
+
+    def order(self, n: int, generator: torch.Generator) -> list[int]:
+        """This epoch's n study indices, drawn from `generator` only."""
+        return torch.randperm(n, generator=generator).tolist()
 
     def __len__(self) -> int:
         return len(self.data_source)
@@ -97,13 +101,8 @@ class LabelBalancedShuffle(EpochShuffle):
                              f"{len(data_source)} studies")
         self.weights = balancing_weights(labels, power)
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        generator = torch.Generator().manual_seed(_mix(self.seed, self.epoch))
-        n = len(self.data_source)
-        order = torch.multinomial(self.weights, n, replacement=True, generator=generator).tolist()
-        item_seeds = torch.randint(0, 2**62, (n,), generator=generator).tolist()
-        start, self.start = self.start, 0
-        return iter(list(zip(order, item_seeds))[start:])
+    def order(self, n: int, generator: torch.Generator) -> list[int]:
+        return torch.multinomial(self.weights, n, replacement=True, generator=generator).tolist()
 
 
 def balancing_weights(labels: torch.Tensor, power: float) -> torch.Tensor:
