@@ -40,9 +40,8 @@ class FindingsClassification(XrgTask):
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if stage == "fit" and self.fit_pos_weight and not self.trainer.ckpt_path and datamodule is not None:
-            self.findings.fit_pos_weight(select_labels(datamodule.train_labels(), self.findings.label_names))
+        if stage == "fit" and self.fit_pos_weight and not self.trainer.ckpt_path:
+            self.findings.fit_pos_weight_from(getattr(self.trainer, "datamodule", None))
 
     def forward(self, images: torch.Tensor, view_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Probabilities `[B, K]`."""

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from xrg.blocks.encoders.base import Block, Features
+from xrg.data.labels import select_labels
 
 NO_FINDING = "No Finding"
 
@@ -64,6 +65,12 @@ class FindingsHead(Block, ABC):
         # log(N/count) is 0 for a label positive in every study; keep a small floor so it still learns.
         self.pos_weight.copy_(weight.clamp_min(1e-3))
         return self.pos_weight
+
+    def fit_pos_weight_from(self, datamodule: object) -> None:
+        """`fit_pos_weight` on a data module's training labels (nothing when it has none). Callers
+        call it at a fresh fit only: a resumed fit keeps the weights its checkpoint carries."""
+        if hasattr(datamodule, "train_labels"):
+            self.fit_pos_weight(select_labels(datamodule.train_labels(), self.label_names))
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """BCE with `pos_weight`, averaged over the entries that count (see `targets`)."""

@@ -76,9 +76,8 @@ class PredictedFindings(Guide):
         if not self.fit_pos_weight:
             return
         trainer = task.trainer
-        fresh_fit = trainer.state.fn == "fit" and task.global_step == 0 and not trainer.ckpt_path
-        if fresh_fit and hasattr(trainer.datamodule, "train_labels"):
-            self.head.fit_pos_weight(select_labels(trainer.datamodule.train_labels(), self.head.label_names))
+        if trainer.state.fn == "fit" and task.global_step == 0 and not trainer.ckpt_path:  # a fresh fit
+            self.head.fit_pos_weight_from(trainer.datamodule)
 
     def on_validation_end(self, task) -> None:
         if self.tune_thresholds and self._validation:
