@@ -23,16 +23,23 @@ from xrg.blocks.encoders.base import Features
 from xrg.blocks.findings import FindingsClassifier
 from xrg.blocks.guides import Encoded, PredictedFindings
 from xrg.data.loader import balancing_weights
+from xrg.data.sentence_order import sentence_orderer
 from xrg.data.tokenizers import WordTokenizer
 from xrg.metrics.ce import label_texts, per_label_report
 
-DEFAULT = {"token_scale": 0.02, "lr": 1e-3, "dropout": 0.1, "label_balance": 0.0}  # the recipe's settings
+DEFAULT = {"token_scale": 0.02, "lr": 1e-3, "dropout": 0.1, "label_balance": 0.0,  # the recipe's settings
+           "sentence_order": "as_written", "max_length": 60, "num_beams": 1, "no_repeat_ngram_size": 0}
+BEST_BEFORE = {"token_scale": 1.0, "lr": 3e-3, "dropout": 0.0, "label_balance": 0.5}  # issue 17's first options
 ROWS = {
     "default": {},
     "token_scale": {"token_scale": 1.0},
     "token_scale+lr3e-3": {"token_scale": 1.0, "lr": 3e-3},
     "token_scale+lr3e-3+dropout0": {"token_scale": 1.0, "lr": 3e-3, "dropout": 0.0},
-    "token_scale+lr3e-3+dropout0+balance0.5": {"token_scale": 1.0, "lr": 3e-3, "dropout": 0.0, "label_balance": 0.5},
+    "token_scale+lr3e-3+dropout0+balance0.5": BEST_BEFORE,
+    "+findings_first": BEST_BEFORE | {"sentence_order": "findings_first"},
+    "+findings_first+max_length100": BEST_BEFORE | {"sentence_order": "findings_first", "max_length": 100},
+    "+findings_first+max_length100+beams3+no_repeat3": BEST_BEFORE | {
+        "sentence_order": "findings_first", "max_length": 100, "num_beams": 3, "no_repeat_ngram_size": 3},
 }
 WIDTH = 16  # the tokens' own width (the memory projection maps it to the decoder's)
 
@@ -54,7 +61,10 @@ def fit_row(settings: dict, a, train, val) -> list[dict]:
     guide = PredictedFindings(FindingsClassifier(), tokens=True, token_scale=settings["token_scale"])
     guide.bind(WIDTH, WIDTH)
     decoder = TransformerDecoder(WordTokenizer(threshold=3), dim=128, heads=4, ffn_dim=256, encoder_layers=1,
-                                 decoder_layers=2, dropout=settings["dropout"], max_length=60, num_beams=1)
+                                 decoder_layers=2, dropout=settings["dropout"], max_length=settings["max_length"],
+                                 num_beams=settings["num_beams"], no_repeat_ngram_size=settings["no_repeat_ngram_size"])
+    reorder = sentence_orderer(settings["sentence_order"])  # as ReportDataModule(sentence_order) does
+    train = ([reorder(r) for r in train[0]] if reorder else train[0], train[1])
     decoder.prepare(train[0])
     decoder.bind_memory(WIDTH)
     optimizer = torch.optim.AdamW([*decoder.parameters(), guide.states], lr=settings["lr"], weight_decay=1e-4)

@@ -178,3 +178,37 @@ def test_the_visual_encoder_is_pre_norm_as_r2gens():
                 linear.bias.zero_()
     tokens = 3 * torch.randn(2, 5, 32) + 1  # far from unit scale, so a LayerNorm would show
     assert torch.equal(encoder(tokens), tokens)
+
+
+def test_ngram_bans_equal_transformers_no_repeat_ngram_processor():
+    from transformers import NoRepeatNGramLogitsProcessor
+
+    from xrg.blocks.decoders.transformer import ban_repeated_ngrams
+
+    generator = torch.Generator().manual_seed(0)
+    for n in (2, 3, 4):
+        for length in (1, n - 1, n, 9, 20):
+            tokens = torch.randint(0, 4, (16, length), generator=generator)  # 4 ids: repeats are common
+            scores = torch.randn(16, 7, generator=generator)
+            expected = NoRepeatNGramLogitsProcessor(n)(tokens, scores.clone())
+            ours = scores.clone()
+            ban_repeated_ngrams(ours, tokens, n)
+            assert torch.equal(ours, expected), (n, length)
+
+
+@pytest.mark.parametrize("beams", [1, 3])
+def test_generation_never_repeats_a_blocked_ngram(beams):
+    decoder = _decoder()
+    with torch.no_grad():  # a decoder that loves one word, as an undertrained one loves "the lungs are clear"
+        decoder.head.bias[decoder.tokenizer.encode("heart")[0]] += 8.0
+    plain = decoder.generate_ids(_memory(), num_beams=beams, max_length=12)
+
+    def repeats(row: list[int], n: int) -> bool:
+        grams = [tuple(row[i:i + n]) for i in range(len(row) - n + 1) if decoder.tokenizer.pad_id not in row[i:i + n]]
+        return len(grams) != len(set(grams))
+
+    assert any(repeats(row, 2) for row in plain.tolist())  # the case has something to block
+    blocked = decoder.generate_ids(_memory(), num_beams=beams, max_length=12, no_repeat_ngram_size=2)
+    assert not any(repeats(row, 2) for row in blocked.tolist())
+    with pytest.raises(ValueError, match="no_repeat_ngram_size"):
+        _decoder(no_repeat_ngram_size=1)

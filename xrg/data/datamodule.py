@@ -13,6 +13,7 @@ import torch
 
 from xrg.data.annotation import SPLITS, read_annotation, read_labels
 from xrg.data.cleaning import get_cleaner
+from xrg.data.sentence_order import SentenceOrder, sentence_orderer
 from xrg.data.dataset import BadStudyPolicy, ReportDataset, collate_studies
 from xrg.data.errors import DataError
 from xrg.data.loader import EpochShuffle, LabelBalancedShuffle, LongestFirst, StudyLoader, default_seed
@@ -65,6 +66,10 @@ class ReportDataModule(L.LightningDataModule):
     about equally often; 0.5: square-root balancing; see `xrg.data.loader.LabelBalancedShuffle`).
     It needs a labels file and runs on one process (under DDP Lightning would swap the sampler).
 
+    `sentence_order: findings_first` rewrites the training reports (only) with the sentences that
+    state findings first, in CheXpert's column order, then those ruling findings out (see
+    `xrg.data.sentence_order`): a findings-conditioned decoder then knows what it says next.
+
     Every batch carries each study's `indications` and `prior_reports` (empty strings where the
     annotation has none); `prior_views` > 0 also loads up to that many views of each study's prior
     study as `prior_images` / `prior_view_mask` (for the `PriorStudy` guide).
@@ -97,6 +102,7 @@ class ReportDataModule(L.LightningDataModule):
         image_cache: str | None = None,
         group_by_length: bool = False,
         label_balance: float = 0.0,
+        sentence_order: SentenceOrder = "as_written",
     ) -> None:
         super().__init__()
         if isinstance(synthetic, dict):  # as a checkpoint's hyperparameters keep it
@@ -115,6 +121,9 @@ class ReportDataModule(L.LightningDataModule):
         self.image_dir = image_dir
         self.labels_path = labels_path
         self.cleaner = get_cleaner(cleaning)
+        self.train_cleaner = self.cleaner
+        if (reorder := sentence_orderer(sentence_order)) is not None:
+            self.train_cleaner = lambda report: reorder(self.cleaner(report))
         self.datasets: dict[str, ReportDataset] = {}
 
     def prepare_data(self) -> None:
@@ -154,7 +163,8 @@ class ReportDataModule(L.LightningDataModule):
                 preprocessing=hp.preprocessing,
             )
             self.datasets[split] = ReportDataset(
-                annotation[split], image_dir, transform, self.cleaner, labels, hp.max_views, hp.on_bad_study,
+                annotation[split], image_dir, transform, self.train_cleaner if split == "train" else self.cleaner,
+                labels, hp.max_views, hp.on_bad_study,
                 window, hp.prior_views, suffix,
             )
 

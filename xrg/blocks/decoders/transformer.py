@@ -31,6 +31,18 @@ class DecodingCache:
                              None if self.slots is None else self.slots[rows])
 
 
+def ban_repeated_ngrams(log_probs: torch.Tensor, tokens: torch.Tensor, n: int) -> None:
+    """Set to -inf, in place, each row's next tokens that would repeat an n-gram already in `tokens`
+    `[R, T]`: wherever the last n-1 tokens occurred before, the token that followed them then."""
+    if tokens.shape[1] < n:
+        return
+    windows = tokens.unfold(1, n, 1)  # [R, T-n+1, n]: every n-gram written so far
+    prefix = tokens[:, tokens.shape[1] - n + 1:]  # [R, n-1]: what the next token would complete
+    seen = (windows[:, :, :-1] == prefix[:, None, :]).all(-1)  # [R, T-n+1]
+    rows, at = seen.nonzero(as_tuple=True)
+    log_probs[rows, windows[rows, at, -1]] = -math.inf
+
+
 def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
     position = torch.arange(length).unsqueeze(1)
     frequency = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
@@ -131,6 +143,7 @@ class TransformerDecoder(Decoder):
         max_length: int = 60,
         num_beams: int = 3,
         length_penalty: float = 0.0,
+        no_repeat_ngram_size: int = 0,
         memory_dim: int | None = None,
         max_positions: int = 512,
         memory_grid: tuple[int, int] | None = None,
@@ -141,6 +154,9 @@ class TransformerDecoder(Decoder):
         super().__init__(tokenizer if tokenizer is not None else WordTokenizer(threshold=3))
         self.dim, self.heads, self.max_length = dim, heads, max_length
         self.num_beams, self.length_penalty = num_beams, length_penalty
+        if no_repeat_ngram_size < 0 or no_repeat_ngram_size == 1:
+            raise ValueError(f"no_repeat_ngram_size is 0 (off) or an n-gram length >= 2, got {no_repeat_ngram_size}")
+        self.no_repeat_ngram_size = no_repeat_ngram_size
         self.memory_proj: nn.Module | None = None
         # R2Gen drops the projected visual features at 0.5 (its `drop_prob_lm`), the rest at 0.1.
         self.memory_dropout = dropout if memory_dropout is None else memory_dropout
@@ -251,6 +267,7 @@ class TransformerDecoder(Decoder):
             num_beams=overrides.get("num_beams", self.num_beams),
             max_length=overrides.get("max_length", self.max_length),
             length_penalty=overrides.get("length_penalty", self.length_penalty),
+            no_repeat_ngram_size=overrides.get("no_repeat_ngram_size", self.no_repeat_ngram_size),
         )
         return self.tokenizer.batch_decode(ids)
 
@@ -261,8 +278,11 @@ class TransformerDecoder(Decoder):
         num_beams: int = 1,
         max_length: int = 60,
         length_penalty: float = 0.0,
+        no_repeat_ngram_size: int = 0,
     ) -> torch.Tensor:
-        """Beam search (greedy when `num_beams == 1`) -> best ids `[B, <=max_length]` (no BOS)."""
+        """Beam search (greedy when `num_beams == 1`) -> best ids `[B, <=max_length]` (no BOS).
+        `no_repeat_ngram_size` n > 0: no beam writes an n-gram it has written before (R2Gen's
+        `block_trigrams` for n = 3, transformers' `no_repeat_ngram_size`)."""
         tok = self.tokenizer
         encoded, attn_mask = self.encode_memory(memory)
         batch, k = encoded.shape[0], num_beams
@@ -283,6 +303,8 @@ class TransformerDecoder(Decoder):
         for _ in range(max_length):
             logits, cache = self._decode(tokens[:, -1:], memory_kv, attn_mask, cache)
             log_probs = logits[:, -1].float().log_softmax(-1)
+            if no_repeat_ngram_size:
+                ban_repeated_ngrams(log_probs, tokens, no_repeat_ngram_size)
             # A finished beam may only continue with padding, at no cost, so it keeps its score.
             log_probs[finished] = -math.inf
             log_probs[finished, tok.pad_id] = 0.0
