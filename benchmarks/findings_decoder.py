@@ -37,6 +37,7 @@ ROWS = {
     "token_scale+lr3e-3+dropout0": {"token_scale": 1.0, "lr": 3e-3, "dropout": 0.0},
     "token_scale+lr3e-3+dropout0+balance0.5": BEST_BEFORE,
     "+findings_first": BEST_BEFORE | {"sentence_order": "findings_first"},
+    "+findings_first+balance1": BEST_BEFORE | {"sentence_order": "findings_first", "label_balance": 1.0},
     "+findings_first+max_length100": BEST_BEFORE | {"sentence_order": "findings_first", "max_length": 100},
     "+findings_first+max_length100+beams3+no_repeat3": BEST_BEFORE | {
         "sentence_order": "findings_first", "max_length": 100, "num_beams": 3, "no_repeat_ngram_size": 3},
