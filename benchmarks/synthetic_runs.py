@@ -101,7 +101,9 @@ def fit(recipe: Path, run: Path, a, *extra: str) -> Path:
 
 
 DECODINGS = ({"num_beams": 1, "length_penalty": 0.0}, {"num_beams": 3, "length_penalty": 0.0},
-             {"num_beams": 3, "length_penalty": 1.0}, {"num_beams": 5, "length_penalty": 1.0})
+             {"num_beams": 3, "length_penalty": 1.0}, {"num_beams": 5, "length_penalty": 1.0},
+             {"num_beams": 3, "length_penalty": 0.0, "no_repeat_ngram_size": 3},
+             {"num_beams": 3, "length_penalty": 0.0, "no_repeat_ngram_size": 4})
 
 
 def choose_decoding(checkpoint: Path, a, candidates=DECODINGS, batch_size: int = 32) -> dict:
@@ -111,8 +113,9 @@ def choose_decoding(checkpoint: Path, a, candidates=DECODINGS, batch_size: int =
     model = xrg.load(checkpoint)
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     tried = []
+    own = {name: getattr(model.decoder, name) for settings in candidates for name in settings}
     for settings in candidates:
-        for name, value in settings.items():
+        for name, value in (own | settings).items():  # each candidate from the recipe's own settings
             setattr(model.decoder, name, value)
         rows = [row for batch in trainer.predict(model, datamodule=datamodule(a, batch_size, "val")) for row in batch]
         metrics = ReportMetrics(meteor=False, nlg=False)
