@@ -55,6 +55,7 @@ HEAD_ROWS: dict[str, tuple[str, ...]] = {
     "head+balance1": (f"{DATA}.label_balance=1.0",),
     "head+no_pos_weight": (f"{MODEL}.fit_pos_weight=false",),
     "head+resnet10t": (f"{MODEL}.image_encoder.init_args.model_name=resnet10t",),
+    "head+balance1+spatial": (f"{DATA}.label_balance=1.0", f"{MODEL}.findings.init_args.spatial=1.0"),
     "head+balance1+resnet10t": (f"{DATA}.label_balance=1.0", f"{MODEL}.image_encoder.init_args.model_name=resnet10t"),
 }
 SUMMARY = ("ce/chexpert-rules/macro14/f1", "ce/chexpert-rules/micro14/f1", "head/macro14/f1", "told/macro/f1",

@@ -296,6 +296,7 @@ def test_aligner_round_trip_and_freeze(member):
 HEADS = members(
     Member("classifier", lambda: FindingsClassifier(NAMES, hidden_dim=8)),
     Member("classifier_chexpert", lambda: FindingsClassifier()),
+    Member("classifier_spatial", lambda: FindingsClassifier(NAMES, spatial=0.5, temperature=2.0)),
     Member("concept_aligner", lambda: ConceptAligner(text_encoder(), dim=16, heads=2)),
     Member("zero_shot", lambda: ZeroShotDiseasePerception(text_encoder(), NAMES, embed_dim=8)),
 )
