@@ -13,10 +13,10 @@ import torch
 
 from xrg.data.annotation import SPLITS, read_annotation, read_labels
 from xrg.data.cleaning import get_cleaner
-from xrg.data.sentence_order import SentenceOrder, sentence_orderer
 from xrg.data.dataset import BadStudyPolicy, ReportDataset, collate_studies
 from xrg.data.errors import DataError
 from xrg.data.loader import EpochShuffle, LabelBalancedShuffle, LongestFirst, StudyLoader, default_seed
+from xrg.data.sentence_order import SentenceOrder, sentence_orderer
 from xrg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, build_transform
 
 log = logging.getLogger(__name__)

@@ -24,6 +24,7 @@ SentenceOrder = Literal["as_written", "findings_first"]
 
 # A sentence ends at a full stop followed by space: "a b . c d ." (cleaned) and "A b. C d." (raw).
 _SENTENCE_END = re.compile(r"(?<=\.)\s+")
+_COLUMN = {name: i for i, name in enumerate(CHEXPERT_LABELS)}
 
 
 def sentences_of(report: str) -> list[str]:
@@ -34,12 +35,11 @@ def findings_first_key(mentions: list[tuple[str, int]]) -> int:
     """Where a sentence mentioning these (observation, code) goes: stated findings, then ruled-out
     ones, then the rest. What a sentence mentions, not its report-level labels: those would call
     every sentence without a pathology "No Finding"."""
-    column = {name: i for i, name in enumerate(CHEXPERT_LABELS)}
-    mentions = [(name, code) for name, code in mentions if name in column]  # not the labeler's internal ones
-    positive = [column[name] for name, code in mentions if code in (1, -1)]
+    mentions = [(name, code) for name, code in mentions if name in _COLUMN]  # not the labeler's internal ones
+    positive = [_COLUMN[name] for name, code in mentions if code in (1, -1)]
     if positive:
         return min(positive)
-    negative = [column[name] for name, code in mentions if code == 0]
+    negative = [_COLUMN[name] for name, code in mentions if code == 0]
     return len(CHEXPERT_LABELS) + min(negative) if negative else 2 * len(CHEXPERT_LABELS)
 
 
@@ -59,6 +59,7 @@ def sentence_orderer(order: SentenceOrder) -> Callable[[str], str] | None:
         from xrg.metrics.labeler import ChexpertRulesLabeler
 
         labeler = ChexpertRulesLabeler()  # offline rules: a sentence's labels cost microseconds
+
         def mentions(sentence: str) -> list[tuple[str, int]]:
             return [(m.observation, m.label) for m in labeler.mentions(sentence)]
 
