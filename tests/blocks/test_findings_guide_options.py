@@ -132,3 +132,26 @@ def test_samples_name_the_findings_a_report_states():
     stated = stated_findings(["the heart is moderately enlarged . small left pleural effusion .", "there is no pneumothorax ."])
     assert stated[0] == "Cardiomegaly, Pleural Effusion"
     assert "Pneumothorax" not in stated[1]
+
+
+def test_a_call_ratio_limit_keeps_a_barely_perceived_finding_rare():
+    """Two positives among 100 studies, ranked 30th and 40th by the head: unlimited, the best F1
+    calls 40 studies (F1 4/42 > 2/32); with max_call_ratio 1.5 no call among the top 3 is right, so
+    none is made."""
+    probs = torch.linspace(0.99, 0.01, 100).unsqueeze(1).repeat(1, 2)
+    labels = torch.zeros(100, 2)
+    labels[[29, 39], 0] = 1.0
+    labels[[0, 1, 2, 50], 1] = 1.0  # a perceived finding: its best threshold calls 3 studies either way
+    free, limited = best_f1_thresholds(probs, labels), best_f1_thresholds(probs, labels, max_call_ratio=1.5)
+    assert (probs[:, 0] >= free[0]).sum() == 40
+    assert (probs[:, 0] >= limited[0]).sum() == 0
+    assert (probs[:, 1] >= free[1]).sum() == (probs[:, 1] >= limited[1]).sum() == 3
+    # within the limit, still the best F1 of any threshold that respects it
+    positive = labels[:, 1] == 1
+    allowed = [t for t in probs[:, 1].tolist() if (probs[:, 1] >= t).sum() <= 1.5 * positive.sum()]
+    assert f1_at(probs[:, 1], positive, limited[1].item()) == pytest.approx(
+        max(f1_at(probs[:, 1], positive, t) for t in allowed))
+    with pytest.raises(ValueError, match="at least 1"):
+        best_f1_thresholds(probs, labels, max_call_ratio=0.5)
+    with pytest.raises(ValueError, match="tune_thresholds"):
+        PredictedFindings(FindingsClassifier(THREE), max_call_ratio=1.5)

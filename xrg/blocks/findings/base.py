@@ -114,11 +114,20 @@ def label_targets(labels: torch.Tensor, blank: str = "negative") -> tuple[torch.
     return (labels == 1).float(), counted
 
 
-def best_f1_thresholds(probs: torch.Tensor, labels: torch.Tensor, default: float = 0.5) -> torch.Tensor:
+def best_f1_thresholds(probs: torch.Tensor, labels: torch.Tensor, default: float = 0.5,
+                       max_call_ratio: float | None = None) -> torch.Tensor:
     """Per column of `probs` [N, K], the threshold whose decisions (p >= t) have the best F1 against
     `labels` (CheXpert codes; only 1 is positive, as clinical efficacy counts). The threshold sits
     halfway between the last probability taken and the next, so it does not hug one study; a
-    column without positives keeps `default`."""
+    column without positives keeps `default`.
+
+    `max_call_ratio` r: the best F1 among thresholds that call the observation in at most r studies
+    per study that has it. Without it, an observation the head barely perceives gets its best F1 by
+    being called in a large share of studies (with 2 positives in 100, calling 40 studies still
+    scores above 0), so every report would state it; the limit keeps such calls rare, and where no
+    threshold within it finds a positive, the column gets 2.0 (above every probability: never called)."""
+    if max_call_ratio is not None and max_call_ratio < 1:
+        raise ValueError(f"max_call_ratio is at least 1 (calls per study that has the observation), got {max_call_ratio}")
     thresholds = torch.full((probs.shape[1],), float(default))
     for k in range(probs.shape[1]):
         positive = labels[:, k] == 1
@@ -126,8 +135,14 @@ def best_f1_thresholds(probs: torch.Tensor, labels: torch.Tensor, default: float
             continue
         order = probs[:, k].argsort(descending=True)
         ranked, hits = probs[order, k], positive[order].double().cumsum(0)
-        f1 = 2 * hits / (torch.arange(1, len(ranked) + 1, dtype=torch.float64) + positive.sum())
+        called = torch.arange(1, len(ranked) + 1, dtype=torch.float64)
+        f1 = 2 * hits / (called + positive.sum())
+        if max_call_ratio is not None:
+            f1[called > max_call_ratio * positive.sum()] = -1.0
         best = int(f1.argmax())
+        if f1[best] <= 0:  # only with a limit: no call within it is right
+            thresholds[k] = 2.0
+            continue
         below = ranked[best + 1] if best + 1 < len(ranked) else ranked[best] / 2
         thresholds[k] = float(ranked[best] + below) / 2
     return thresholds
