@@ -115,6 +115,22 @@ def test_thresholds_are_tuned_on_validation_and_saved_and_pos_weight_fitted(data
     assert not torch.allclose(guide.thresholds, torch.full((3,), 0.5))
     assert torch.equal(task.state_dict()["guides.findings.thresholds"], guide.thresholds)
 
+    # A validation writes its reports at the thresholds of the weights it validates: tuned before
+    # its first batch, not carried over from the previous validation.
+    class SeenThresholds(L.Callback):
+        seen: list[torch.Tensor] = []
+
+        def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+            self.seen.append(guide.thresholds.clone())
+
+    guide.thresholds.fill_(0.99)
+    validator = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                          callbacks=[SeenThresholds()], default_root_dir=tmp_path)
+    validator.validate(task, datamodule=dm, verbose=False)
+    assert len(SeenThresholds.seen) == len(batches)
+    for thresholds in SeenThresholds.seen:
+        torch.testing.assert_close(thresholds, best_f1_thresholds(probs, labels))
+
 
 def test_contrastive_pretraining_binds_a_clip_towers_pooled_width():
     """open_clip towers pool into CLIP's embedding (width 24 here), not their token width (256)."""

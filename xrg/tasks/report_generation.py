@@ -213,6 +213,9 @@ class ReportGeneration(XrgTask):
 
     def on_validation_start(self) -> None:
         self._start()
+        if not self.trainer.sanity_checking:
+            for guide in self.guides.values():
+                guide.on_validation_start(self)
 
     def on_test_start(self) -> None:
         self._start()
@@ -247,8 +250,6 @@ class ReportGeneration(XrgTask):
     def on_validation_epoch_end(self) -> None:
         if not self.trainer.sanity_checking:
             self._log_metrics("val", self.val_metrics)
-            for guide in self.guides.values():
-                guide.on_validation_end(self)
         elif self.val_metrics is not None:
             self.val_metrics.reset()
 

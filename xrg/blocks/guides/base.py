@@ -116,8 +116,8 @@ class Guide(Block):
     def on_start(self, task: "ReportGeneration") -> None:
         """Called before fit / validate / test / predict starts (a retriever builds its index)."""
 
-    def on_validation_end(self, task: "ReportGeneration") -> None:
-        """Called after each validation epoch, sanity check excluded (a findings guide tunes its thresholds)."""
+    def on_validation_start(self, task: "ReportGeneration") -> None:
+        """Called before each validation epoch, sanity check excluded (a findings guide tunes its thresholds)."""
 
     def forward(self, encoded: Encoded) -> Guidance:
         raise NotImplementedError

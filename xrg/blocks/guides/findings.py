@@ -10,8 +10,12 @@ head also trains here, on the batch's labels (its own BCE), instead of only in i
 Two options close the gap between what the decoder learns from and what it reads at test time
 (docs/quality.md): `decision_tokens` makes the tokens state the head's decisions (0 or 1 at its
 thresholds) outside training, as the labels do while training, instead of probabilities the decoder
-has never seen; `tune_thresholds` sets one threshold per observation at the end of every validation,
-the one with the best F1 on the validation split (a buffer, saved with the weights);
+has never seen; `tune_thresholds` sets one threshold per observation at the start of every validation, the
+one with the best F1 on the validation split (a buffer, saved with the weights): the head reads the
+validation studies once first, so the reports that validation scores, and the checkpoint it picks,
+use the thresholds of the weights being validated (tuned after it, as before, they lagged one
+validation behind, and a balanced head's rare-finding thresholds from four epochs earlier could put
+a finding in most reports);
 `max_call_ratio` r limits each tuned threshold to calling the observation in at most r validation
 studies per study that has it (`best_f1_thresholds`), so a finding the head barely perceives is not
 stated in every report (1.5 on the synthetic benchmark: test micro-14 +0.05, macro-14 level).
@@ -27,6 +31,9 @@ first steps (docs/quality.md, section 3).
 """
 
 from __future__ import annotations
+
+import itertools
+import math
 
 import torch
 from torch import nn
@@ -61,7 +68,6 @@ class PredictedFindings(Guide):
         self.max_call_ratio = max_call_ratio
         if tune_thresholds:
             self.register_buffer("thresholds", torch.full((head.num_labels,), float(head.threshold)))
-        self._validation: list[tuple[torch.Tensor, torch.Tensor]] = []  # (probs, labels) seen this validation
 
     def bind(self, visual_dim: int, memory_dim: int | None) -> int | None:
         self.head.bind_input(visual_dim)
@@ -79,18 +85,40 @@ class PredictedFindings(Guide):
         return self.thresholds if self.tune_thresholds else self.head.threshold
 
     def on_start(self, task) -> None:
-        self._validation.clear()
         if not self.fit_pos_weight:
             return
         trainer = task.trainer
         if trainer.state.fn == "fit" and task.global_step == 0 and not trainer.ckpt_path:  # a fresh fit
             self.head.fit_pos_weight_from(trainer.datamodule)
 
-    def on_validation_end(self, task) -> None:
-        if self.tune_thresholds and self._validation:
-            probs, labels = (torch.cat(parts) for parts in zip(*self._validation))
-            self.thresholds.copy_(best_f1_thresholds(probs, labels, self.head.threshold, self.max_call_ratio))
-        self._validation.clear()
+    def on_validation_start(self, task) -> None:
+        if self.tune_thresholds:
+            probs, labels = self.validation_probabilities(task)
+            if len(probs):
+                self.thresholds.copy_(best_f1_thresholds(probs, labels, self.head.threshold, self.max_call_ratio))
+
+    @torch.no_grad()
+    def validation_probabilities(self, task) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's probabilities `[N, K]` and the labels of the labeled validation batches this
+        validation will run (all ranks' together)."""
+        trainer = task.trainer
+        loaders = trainer.val_dataloaders
+        loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
+        probs, labels = [], []
+        for loader, count in zip(loaders, trainer.num_val_batches):
+            for batch in itertools.islice(loader, None if math.isinf(count) else int(count)):
+                if batch.get("labels") is None:
+                    continue
+                batch = task.transfer_batch_to_device(batch, task.device, 0)
+                visual, _ = task.see(batch["images"], batch.get("view_mask"))
+                probs.append(self.head(visual).sigmoid().float())
+                labels.append(select_labels(batch["labels"], self.head.label_names).float())
+        if not probs:
+            return torch.empty(0), torch.empty(0)
+        probs, labels = torch.cat(probs), torch.cat(labels)
+        if trainer.world_size > 1:  # every rank tunes on the whole split, so all hold the same thresholds
+            probs, labels = (task.all_gather(t).flatten(0, 1) for t in (probs, labels))
+        return probs.cpu(), labels.cpu()
 
     def forward(self, encoded: Encoded) -> Guidance:
         logits = self.head(encoded.visual)
@@ -104,8 +132,6 @@ class PredictedFindings(Guide):
             stated = label_targets(labels)[0].to(probs.dtype)
         elif not encoded.training and self.decision_tokens:
             stated = (probs >= torch.as_tensor(self.threshold(), dtype=probs.dtype, device=probs.device)).to(probs.dtype)
-        if self.tune_thresholds and not encoded.training and labels is not None:
-            self._validation.append((probs.detach().float().cpu(), labels.detach().float().cpu()))
         names = predicted if stated is probs else [names_from_row(row, self.head.label_names) for row in stated]
         tokens = None
         if self.tokens:
