@@ -48,8 +48,11 @@ def world(tmp_path_factory) -> SimpleNamespace:
 
 
 @pytest.fixture
-def xrg(capsys):
-    """Runs `xrg ARGS` in-process; returns (exit code, stdout, stderr)."""
+def xrg(capsys, tmp_path, monkeypatch):
+    """Runs `xrg ARGS` in-process from a temporary directory (a command without a log directory,
+    as `predict` here, writes its config and skipped-study list where it runs); returns (exit code,
+    stdout, stderr)."""
+    monkeypatch.chdir(tmp_path)
 
     def run(*args) -> tuple[int, str, str]:
         capsys.readouterr()
