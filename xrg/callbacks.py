@@ -14,7 +14,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 
 from xrg.data.jsonl import partial_path, sidecar_path, write_atomic
 from xrg.data.loader import left_out, skipped_at_setup
@@ -157,6 +157,36 @@ class SkippedStudies(L.Callback):
         counts = Counter(row["split"] for row in rows)
         per_split = ", ".join(f"{split}: {count}" for split, count in counts.items())
         print(f"xrg {stage}: {len(rows)} studies skipped as unreadable ({per_split}); ids and reasons in {path}")
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """`last.ckpt`: the weights after every validation and at the end of training, whatever a
+    monitored checkpoint keeps. Lightning 2.6 writes a `save_last` copy only when a top-k checkpoint
+    is saved at the same step, so beside a monitor `last.ckpt` held the best epoch, not the latest:
+    a resume from it went back to that epoch and `xrg.load("last.ckpt")` was not the final model.
+    `xrg fit` adds one beside each `ModelCheckpoint(monitor=..., save_last=true)` and turns that
+    one's `save_last` off, so one callback writes the file (`last_checkpoints`)."""
+
+    def __init__(self, dirpath: str | Path | None = None) -> None:
+        super().__init__(dirpath=dirpath, filename=self.CHECKPOINT_NAME_LAST, monitor=None, save_top_k=1,
+                         enable_version_counter=False)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        if not self._should_skip_saving_checkpoint(trainer):  # epochs after the last validation
+            self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def last_checkpoints(callbacks: list[L.Callback]) -> list[LastCheckpoint]:
+    """One `LastCheckpoint` per folder of a monitored `ModelCheckpoint` in `callbacks` that was asked
+    for `save_last`; that callback's own `save_last` is switched off."""
+    folders = []
+    for callback in callbacks:
+        if type(callback) is ModelCheckpoint and callback.monitor and callback.save_last:
+            callback.save_last = False
+            if callback.dirpath not in folders:
+                folders.append(callback.dirpath)
+    return [LastCheckpoint(folder) for folder in folders]
 
 
 class ExactResume(L.Callback):

@@ -16,7 +16,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 import xrg.blocks  # noqa: F401  every block kind, so recipes name blocks by short class name
-from xrg.callbacks import EmbedConfig, EpochSummary, JsonlPredictionWriter, WriteHeatmaps
+from xrg.callbacks import EmbedConfig, EpochSummary, JsonlPredictionWriter, WriteHeatmaps, last_checkpoints
 from xrg.checkpoints import read_checkpoint
 from xrg.data import ReportDataModule
 from xrg.data.errors import CheckpointError, ConfigError, DataError
@@ -156,6 +156,8 @@ class XrgCLI(LightningCLI):
         trainer.callbacks.append(EmbedConfig(yaml.safe_dump(config, sort_keys=False)))
         if self.subcommand in ("fit", "validate"):
             trainer.callbacks.append(EpochSummary())
+        if self.subcommand == "fit":
+            trainer.callbacks.extend(last_checkpoints(trainer.callbacks))
         for logger in trainer.loggers:
             claim_version_folder(logger)
         if self.subcommand == "predict":
