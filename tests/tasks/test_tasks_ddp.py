@@ -28,7 +28,11 @@ RECIPES = {
     "qformer_alignment": "radialog/qformer_synthetic.yaml",
     "concept_alignment": "radalign/retrieval_synthetic.yaml",
     "instruction_tuning": "radialog/instruct_synthetic.yaml",
+    # a findings guide tuning its thresholds before validation: both ranks tune on the whole split
+    "findings_thresholds": "mix/findings_transformer_synthetic.yaml",
 }
+# the benchmark made below; label-balanced epochs run on one process only
+EXTRA = {"findings_thresholds": ["--data.init_args.synthetic.image_size=256", "--data.init_args.label_balance=0.0"]}
 if os.environ.get("XRG_DDP_TASKS"):  # a subset, comma-separated (benchmarks/mutation.py runs the kind it mutates)
     RECIPES = {kind: RECIPES[kind] for kind in os.environ["XRG_DDP_TASKS"].split(",")}
 WITH_INDEX = {"report_generation", "concept_alignment"}
@@ -77,13 +81,17 @@ def _worker(rank: int, port: int, root: str, tmp: str) -> None:
             f"--trainer.default_root_dir={tmp}/{kind}", f"--data.init_args.synthetic.root={root}",
             f"--data.init_args.synthetic.num_studies={NUM_STUDIES}", f"--data.init_args.synthetic.split_fractions={list(SPLITS)}",
             "--data.init_args.batch_size=4", "--data.init_args.eval_batch_size=6",
-            *(["--model.init_args.decoder.init_args.max_new_tokens=8"] if "decoder" in Path(REPO / "recipes" / recipe).read_text() else []),
+            *(["--model.init_args.decoder.init_args.max_new_tokens=8"] if "CausalLMDecoder" in Path(REPO / "recipes" / recipe).read_text() else []),
+            *EXTRA.get(kind, []),
         ])
         (validated,) = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
         del scored[:], aucs[:]  # what the test scores is counted below (the index builds count throughout)
         # contrastive pretraining scores in validation
         (metrics,) = [validated] if kind == "contrastive" else cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
-        results[kind] = {"metrics": metrics, "val": validated, "builds": len(builds), "scored": scored[:], "auc_rows": aucs[:]}
+        guide = dict(getattr(cli.model, "guides", {})).get("findings")
+        thresholds = guide.thresholds.tolist() if getattr(guide, "tune_thresholds", False) else None
+        results[kind] = {"metrics": metrics, "val": validated, "builds": len(builds), "scored": scored[:], "auc_rows": aucs[:],
+                         "thresholds": thresholds}
     Path(tmp, f"rank{rank}.json").write_text(json.dumps(results))
 
 
@@ -115,6 +123,8 @@ def test_every_task_kind_trains_and_scores_once_under_ddp(tmp_path: Path) -> Non
             # rank 0 scored the 12 gathered pairs once; rank 1 received the scores
             assert (first["scored"], second["scored"]) == ([TEST_STUDIES], []), kind
             assert "test/nlg/bleu_4" in first["metrics"], kind
+        if kind == "findings_thresholds":  # tuned (not the initial 0.5 everywhere), and alike on both ranks
+            assert first["thresholds"] == second["thresholds"] != [0.5] * 14, first["thresholds"]
         if kind in ("findings", "concept_alignment"):
             assert first["auc_rows"] == second["auc_rows"] == [TEST_STUDIES], kind
 

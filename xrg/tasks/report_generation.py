@@ -186,7 +186,8 @@ class ReportGeneration(XrgTask):
         total = 0.0
         for name, guidance in encoded.guidance.items():
             if guidance.loss is not None:
-                self.log(f"{split}/{name}_loss", guidance.loss, batch_size=encoded.size)
+                # averaged over ranks outside training, as the evaluation loss is (one rank's half differs)
+                self.log(f"{split}/{name}_loss", guidance.loss, batch_size=encoded.size, sync_dist=not self.training)
                 total = total + guidance.loss
         return total
 
