@@ -22,30 +22,21 @@ import torch
 import xrg
 from synthetic_runs import REPO, add_data_args, datamodule
 from xrg.blocks.findings.base import best_f1_thresholds
-from xrg.data.labels import select_labels
+from xrg.metrics.ce import ce_from_labels
 
 RULES = {"0.5, not tuned": None, "best F1": {}, "best F1, max_call_ratio 2": {"max_call_ratio": 2.0},
          "best F1, max_call_ratio 1.5": {"max_call_ratio": 1.5}, "best F1, max_call_ratio 1": {"max_call_ratio": 1.0}}
 
 
-@torch.no_grad()
 def head_probabilities(model, a, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first findings guide's head probabilities `[N, K]` and the labels of `split`."""
-    guide = next(g for g in model.guides.values() if hasattr(g, "head"))
-    probs, labels = [], []
-    for batch in datamodule(a, 64, split).predict_dataloader():
-        visual, _ = model.see(batch["images"], batch.get("view_mask"))
-        probs.append(guide.head(visual).sigmoid())
-        labels.append(select_labels(batch["labels"], guide.head.label_names))
-    return torch.cat(probs), torch.cat(labels)
+    """The findings guide's head probabilities `[N, K]` and the labels of `split`."""
+    return model.guides["findings"].probabilities(model, datamodule(a, 64, split).predict_dataloader())
 
 
 def decision_f1(probs: torch.Tensor, labels: torch.Tensor, thresholds: torch.Tensor) -> tuple[float, float]:
-    """(macro, micro) F1 of the decisions `probs >= thresholds` against the positives of `labels`."""
-    called, positive = probs >= thresholds, labels == 1
-    tp, fp, fn = ((called & positive).sum(0), (called & ~positive).sum(0), (~called & positive).sum(0))
-    per_label = (2 * tp / (2 * tp + fp + fn).clamp_min(1)).double()
-    return per_label.mean().item(), (2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum())).item()
+    """(macro-14, micro-14) CE F1 of the decisions `probs >= thresholds` against `labels`."""
+    scores = ce_from_labels((probs >= thresholds).float(), labels)
+    return scores["ce/chexpert-rules/macro14/f1"], scores["ce/chexpert-rules/micro14/f1"]
 
 
 def run(a) -> dict:

@@ -38,6 +38,7 @@ if os.environ.get("XRG_DDP_TASKS"):  # a subset, comma-separated (benchmarks/mut
 WITH_INDEX = {"report_generation", "concept_alignment"}
 NUM_STUDIES, SPLITS = 48, (0.5, 0.25, 0.25)  # 12 test studies: 6 per rank, so no sampler padding
 TEST_STUDIES = int(NUM_STUDIES * SPLITS[2])
+VAL_STUDIES = int(NUM_STUDIES * SPLITS[1])
 
 
 def _free_port() -> int:
@@ -65,15 +66,17 @@ def _worker(rank: int, port: int, root: str, tmp: str) -> None:
     from xrg.blocks.retrieval import lifecycle
     from xrg.lightning_cli import run_lightning_cli
     from xrg.metrics.nlg.metric import PairedTextMetric
+    from xrg.blocks.guides import findings as findings_guide
     from xrg.tasks import findings
 
-    builds, scored, aucs = [], [], []
+    builds, scored, aucs, tuned = [], [], [], []
+    _count_calls(findings_guide, "best_f1_thresholds", tuned, lambda probs, *a, **k: probs.shape[0])
     _count_calls(lifecycle, "build_index", builds)
     _count_calls(PairedTextMetric, "_score", scored, lambda metric: len(metric.texts()[0]))
     _count_calls(findings, "per_label_auc", aucs, lambda probs, *a, **k: probs.shape[0])
     results = {}
     for kind, recipe in RECIPES.items():
-        del builds[:], scored[:], aucs[:]
+        del builds[:], scored[:], aucs[:], tuned[:]
         cli = run_lightning_cli([
             "fit", "--config", str(REPO / "recipes" / recipe), "--trainer.accelerator=cpu", "--trainer.devices=2",
             "--trainer.strategy=ddp", "--trainer.max_steps=1", "--trainer.max_epochs=1",
@@ -91,7 +94,7 @@ def _worker(rank: int, port: int, root: str, tmp: str) -> None:
         guide = dict(getattr(cli.model, "guides", {})).get("findings")
         thresholds = guide.thresholds.tolist() if getattr(guide, "tune_thresholds", False) else None
         results[kind] = {"metrics": metrics, "val": validated, "builds": len(builds), "scored": scored[:], "auc_rows": aucs[:],
-                         "thresholds": thresholds}
+                         "thresholds": thresholds, "tuned_rows": tuned[:]}
     Path(tmp, f"rank{rank}.json").write_text(json.dumps(results))
 
 
@@ -123,7 +126,8 @@ def test_every_task_kind_trains_and_scores_once_under_ddp(tmp_path: Path) -> Non
             # rank 0 scored the 12 gathered pairs once; rank 1 received the scores
             assert (first["scored"], second["scored"]) == ([TEST_STUDIES], []), kind
             assert "test/nlg/bleu_4" in first["metrics"], kind
-        if kind == "findings_thresholds":  # tuned (not the initial 0.5 everywhere), and alike on both ranks
+        if kind == "findings_thresholds":  # tuned on the whole validation split on both ranks, so alike
+            assert first["tuned_rows"] == second["tuned_rows"] == [VAL_STUDIES], kind
             assert first["thresholds"] == second["thresholds"] != [0.5] * 14, first["thresholds"]
         if kind in ("findings", "concept_alignment"):
             assert first["auc_rows"] == second["auc_rows"] == [TEST_STUDIES], kind

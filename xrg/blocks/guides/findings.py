@@ -97,28 +97,34 @@ class PredictedFindings(Guide):
             if len(probs):
                 self.thresholds.copy_(best_f1_thresholds(probs, labels, self.head.threshold, self.max_call_ratio))
 
-    @torch.no_grad()
     def validation_probabilities(self, task) -> tuple[torch.Tensor, torch.Tensor]:
-        """The head's probabilities `[N, K]` and the labels of the labeled validation batches this
-        validation will run (all ranks' together)."""
+        """`probabilities` of the validation batches this validation will run (all ranks' together)."""
         trainer = task.trainer
         loaders = trainer.val_dataloaders
         loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
+        batches = itertools.chain.from_iterable(
+            itertools.islice(loader, None if math.isinf(count) else int(count))
+            for loader, count in zip(loaders, trainer.num_val_batches))
+        probs, labels = self.probabilities(task, batches)
+        if trainer.world_size > 1 and len(probs):  # every rank tunes on the whole split, so all hold the same thresholds
+            probs, labels = (task.all_gather(t.to(task.device)).flatten(0, 1).cpu() for t in (probs, labels))
+        return probs, labels
+
+    @torch.no_grad()
+    def probabilities(self, task, batches) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's probabilities `[N, K]` on the labeled studies of `batches` (read through
+        `task`'s image encoder) and their labels, on the CPU; empty when none has labels."""
         probs, labels = [], []
-        for loader, count in zip(loaders, trainer.num_val_batches):
-            for batch in itertools.islice(loader, None if math.isinf(count) else int(count)):
-                if batch.get("labels") is None:
-                    continue
-                batch = task.transfer_batch_to_device(batch, task.device, 0)
-                visual, _ = task.see(batch["images"], batch.get("view_mask"))
-                probs.append(self.head(visual).sigmoid().float())
-                labels.append(select_labels(batch["labels"], self.head.label_names).float())
+        for batch in batches:
+            if batch.get("labels") is None:
+                continue
+            batch = task.transfer_batch_to_device(batch, task.device, 0)
+            visual, _ = task.see(batch["images"], batch.get("view_mask"))
+            probs.append(self.head(visual).sigmoid().float().cpu())
+            labels.append(select_labels(batch["labels"], self.head.label_names).float().cpu())
         if not probs:
             return torch.empty(0), torch.empty(0)
-        probs, labels = torch.cat(probs), torch.cat(labels)
-        if trainer.world_size > 1:  # every rank tunes on the whole split, so all hold the same thresholds
-            probs, labels = (task.all_gather(t).flatten(0, 1) for t in (probs, labels))
-        return probs.cpu(), labels.cpu()
+        return torch.cat(probs), torch.cat(labels)
 
     def forward(self, encoded: Encoded) -> Guidance:
         logits = self.head(encoded.visual)
