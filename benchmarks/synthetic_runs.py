@@ -23,6 +23,7 @@ import xrg
 from xrg.cli import main
 from xrg.data import ReportDataModule
 from xrg.data.datamodule import SyntheticBenchmark
+from xrg.data.jsonl import write_atomic
 from xrg.data.labels import CHEXPERT_LABELS
 from xrg.metrics.ce import label_texts, per_label_report
 from xrg.metrics.report import ReportMetrics
@@ -42,7 +43,7 @@ class Results(dict):
         self.out.parent.mkdir(parents=True, exist_ok=True)
 
     def save(self) -> None:
-        self.out.write_text(json.dumps(self, indent=1))
+        write_atomic(self.out, json.dumps(self, indent=1))  # a run killed mid-save keeps the last table
 
 
 def add_data_args(parser: argparse.ArgumentParser, image_size: int = 112, views: int = 2) -> None:

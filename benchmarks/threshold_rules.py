@@ -22,6 +22,7 @@ import torch
 import xrg
 from synthetic_runs import REPO, add_data_args, datamodule
 from xrg.blocks.findings.base import best_f1_thresholds
+from xrg.data.jsonl import write_atomic
 from xrg.metrics.ce import ce_from_labels
 
 RULES = {"0.5, not tuned": None, "best F1": {}, "best F1, max_call_ratio 2": {"max_call_ratio": 2.0},
@@ -73,6 +74,6 @@ if __name__ == "__main__":
     args = parser.parse_args()
     results = run(args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=1))
+    write_atomic(Path(args.out), json.dumps(results, indent=1))
     print_table(results)
     print(f"\nwrote {args.out}")
