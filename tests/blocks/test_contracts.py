@@ -20,7 +20,7 @@ import torch
 
 import xrg.blocks
 from xrg.blocks.adapters import UniCrossAdapter, UniCrossEncoder
-from xrg.blocks.aligners import Aligner, MLPProjector, QFormerAligner
+from xrg.blocks.aligners import Aligner, GridPool, MLPProjector, QFormerAligner
 from xrg.blocks.base import Block, Features, VocabularyOwner
 from xrg.blocks.clues import ClueInjector, ClueInteraction, DiseaseClueInjector, MultiGranularClueInteraction
 from xrg.blocks.decoders import CausalLMDecoder, Decoder, LoRASettings, TransformerDecoder
@@ -84,18 +84,18 @@ def bpe() -> BPETokenizer:
     return BPETokenizer(vocab_size=280)
 
 
-def features(batch: int = 2, n: int = 6, dim: int = VISUAL, seed: int = 0) -> Features:
-    """Second study's last half is padding (its second view absent)."""
+def features(batch: int = 2, n: int = 8, dim: int = VISUAL, seed: int = 0) -> Features:
+    """Two views of n/2 tokens each (2 x 2 maps by default); the second study's second view is absent."""
     generator = torch.Generator().manual_seed(seed)
     mask = torch.ones(batch, n, dtype=torch.bool)
     mask[1, n // 2:] = False
-    return Features(torch.randn(batch, n, dim, generator=generator), torch.randn(batch, dim, generator=generator), mask)
+    return Features(torch.randn(batch, n, dim, generator=generator), torch.randn(batch, dim, generator=generator), mask, views=2)
 
 
 def garbage_in_padding(f: Features) -> Features:
     tokens = f.tokens.clone()
     tokens[~f.mask] = 100 * torch.randn(int((~f.mask).sum()), tokens.shape[-1])
-    return Features(tokens, f.pooled, f.mask)
+    return f._replace(tokens=tokens)
 
 
 def same(a: Any, b: Any) -> None:
@@ -243,6 +243,7 @@ def test_text_encoder_round_trip_and_freeze(member):
 ALIGNERS = members(
     Member("mlp_projector", lambda: MLPProjector(out_dim=16)),
     Member("linear_projector", lambda: MLPProjector(out_dim=16, layers=1)),
+    Member("grid_pool", lambda: GridPool(grid=1)),
     Member("qformer", lambda: QFormerAligner(config=TINY_BERT, tokenizer=bpe(), num_queries=4,
                                              cross_attention_every=1, embed_dim=8)),
 )

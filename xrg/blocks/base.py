@@ -15,6 +15,7 @@ class Features(NamedTuple):
     tokens: torch.Tensor  # [B, N, D]
     pooled: torch.Tensor  # [B, D]
     mask: torch.Tensor | None = None  # [B, N], True where a token is real (None: all real)
+    views: int = 1  # the N tokens are this many views' equal-length token sets, side by side
 
 
 class Block(nn.Module):

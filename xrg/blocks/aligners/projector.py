@@ -25,4 +25,4 @@ class MLPProjector(Aligner):
         self.net = nn.Sequential(*modules)
 
     def forward(self, features: Features) -> Features:
-        return Features(self.net(features.tokens), self.net(features.pooled), features.mask)
+        return features._replace(tokens=self.net(features.tokens), pooled=self.net(features.pooled))

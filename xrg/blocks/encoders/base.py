@@ -43,7 +43,7 @@ class ImageEncoder(Block, ABC):
         weights = view_mask.to(pooled.dtype).unsqueeze(-1)
         pooled = (pooled * weights).sum(1) / weights.sum(1).clamp_min(1)
         token_mask = view_mask.unsqueeze(-1).expand(-1, -1, tokens.shape[2]).flatten(1)
-        return Features(tokens.flatten(1, 2), pooled, token_mask)
+        return Features(tokens.flatten(1, 2), pooled, token_mask, views)
 
 
 class TextEncoder(Block, ABC):
