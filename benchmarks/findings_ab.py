@@ -57,6 +57,9 @@ HEAD_ROWS: dict[str, tuple[str, ...]] = {
     "head+resnet10t": (f"{MODEL}.image_encoder.init_args.model_name=resnet10t",),
     "head+balance1+spatial": (f"{DATA}.label_balance=1.0", f"{MODEL}.findings.init_args.spatial=1.0"),
     "head+balance1+resnet10t": (f"{DATA}.label_balance=1.0", f"{MODEL}.image_encoder.init_args.model_name=resnet10t"),
+    # a finer feature map (timm's output_stride 8: 16 x 16 cells at 128 px) under the spatial head (docs/quality.md, section 8)
+    "head+balance1+spatial+stride8": (f"{DATA}.label_balance=1.0", f"{MODEL}.findings.init_args.spatial=1.0",
+                                      f"{MODEL}.image_encoder.init_args.model_kwargs={{output_stride: 8}}"),
 }
 SUMMARY = ("ce/chexpert-rules/macro14/f1", "ce/chexpert-rules/micro14/f1", "head/macro14/f1", "told/macro/f1",
            "nlg/bleu_4")
