@@ -3,6 +3,7 @@ import torch
 
 from xrg.blocks.aligners import GridPool
 from xrg.blocks.encoders import TimmImageEncoder
+from xrg.data.errors import ConfigError
 
 
 def test_each_view_is_pooled_on_its_own_grid_and_padded_views_stay_masked():
@@ -25,7 +26,7 @@ def test_tokens_that_are_not_square_maps_are_refused_with_a_reason():
     vit = TimmImageEncoder("vit_tiny_patch16_224", model_kwargs={"img_size": 32}).eval()
     pool = GridPool(grid=1)
     pool.bind_input(vit.dim)
-    with pytest.raises(ValueError, match="square feature maps"):
+    with pytest.raises(ConfigError, match="square feature maps"):
         pool(vit(torch.randn(1, 1, 3, 32, 32)))  # 4 patches + a class token
     with pytest.raises(ValueError, match="grid"):
         GridPool(grid=0)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from xrg.blocks.aligners.base import Aligner
 from xrg.blocks.encoders.base import Features
+from xrg.data.errors import ConfigError
 
 
 class GridPool(Aligner):
@@ -35,7 +36,8 @@ class GridPool(Aligner):
         views = features.views
         side = math.isqrt(count // views)
         if side * side * views != count:
-            raise ValueError(f"GridPool reads square feature maps: {count} tokens are not {views} view(s) of a "
+            # a recipe pairing GridPool with such an encoder: `xrg` prints this one line
+            raise ConfigError(f"GridPool reads square feature maps: {count} tokens are not {views} view(s) of a "
                              f"side x side map (a ViT's class token, or a text encoder, cannot be pooled)")
         maps = features.tokens.reshape(batch * views, side, side, dim).permute(0, 3, 1, 2)
         tokens = F.adaptive_avg_pool2d(maps, self.grid).flatten(2).transpose(1, 2).reshape(batch, -1, dim)
