@@ -1,4 +1,4 @@
-"""FindingsHead base: pos_weight = log(N/count), masked BCE, prompt text."""
+"""FindingsHead base: pos_weight = log(N/count) or negatives/positives, masked BCE, prompt text."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from xrg.blocks.encoders.base import Features
+import pytest
+
 from xrg.blocks.findings import FindingsHead
+from xrg.blocks.findings.base import pos_weight_rule
 
 NAN = float("nan")
 
@@ -44,6 +47,25 @@ def test_pos_weight_and_masked_bce_match_hand_computation():
     torch.testing.assert_close(weight, torch.tensor([math.log(4 / 2), math.log(3 / 1), math.log(2 / 1)]))
     counted = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (3, 0), (3, 1)]
     torch.testing.assert_close(head.loss(logits, labels), _expected_bce(logits, labels, weight, counted))
+
+
+def test_ratio_pos_weight_is_negatives_over_positives_capped():
+    labels = torch.tensor([[1, 0, 0], [0, NAN, 1], [0, 1, -1], [1, 0, NAN]])
+    head = LinearHead(["A", "B", "No Finding"])
+    # A: 2 of 4 positive; B: 1 of 4 (the blank a negative); No Finding: 1 of 3 counted (the -1 is not).
+    torch.testing.assert_close(head.fit_pos_weight(labels, "ratio"), torch.tensor([2 / 2, 3 / 1, 2 / 1]))
+    # One positive in 1,000 studies would weigh 999: capped at 100; a label never positive keeps 1.
+    rare = torch.zeros(1000, 2)
+    rare[0, 0] = 1
+    torch.testing.assert_close(LinearHead(["A", "B"]).fit_pos_weight(rare, "ratio"), torch.tensor([100.0, 1.0]))
+    with pytest.raises(ValueError, match="positive-weight rule"):
+        head.fit_pos_weight(labels, "sqrt")
+
+
+def test_fit_pos_weight_settings_name_a_rule():
+    assert [pos_weight_rule(v) for v in (True, False, "log", "ratio")] == ["log", None, "log", "ratio"]
+    with pytest.raises(ValueError, match="fit_pos_weight is true, false or one of"):
+        pos_weight_rule("inverse")
 
 
 def test_a_label_never_stated_negative_still_learns_its_negatives():

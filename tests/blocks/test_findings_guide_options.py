@@ -87,10 +87,11 @@ def data_root(tmp_path_factory):
     return write_tiny_dataset(tmp_path_factory.mktemp("tiny"), studies_per_split=(16, 12, 4), views=1, size=32)
 
 
-def test_thresholds_are_tuned_on_validation_and_saved_and_pos_weight_fitted(data_root, tmp_path):
+@pytest.mark.parametrize("rule", [True, "ratio"])
+def test_thresholds_are_tuned_on_validation_and_saved_and_pos_weight_fitted(data_root, tmp_path, rule):
     torch.manual_seed(0)
     guide = PredictedFindings(FindingsClassifier(THREE), tokens=True, decision_tokens=True, tune_thresholds=True,
-                              fit_pos_weight=True, loss_weight=1.0)
+                              fit_pos_weight=rule, loss_weight=1.0)
     decoder = TransformerDecoder(WordTokenizer(threshold=1), dim=16, heads=2, ffn_dim=32, encoder_layers=1,
                                  decoder_layers=1, max_length=12, num_beams=1)
     task = ReportGeneration(TimmImageEncoder("test_resnet"), decoder, guides=[guide], generate_in_validation=False,
@@ -102,7 +103,8 @@ def test_thresholds_are_tuned_on_validation_and_saved_and_pos_weight_fitted(data
     trainer.fit(task, datamodule=dm)
 
     train = dm.train_labels()[:, [CHEXPERT_LABELS.index(n) for n in THREE]]
-    expected = [math.log(len(train) / (train[:, k] == 1).sum().item()) for k in range(3)]
+    positives = [(train[:, k] == 1).sum().item() for k in range(3)]  # none blank or uncertain in this fixture
+    expected = [math.log(len(train) / p) if rule is True else (len(train) - p) / p for p in positives]
     torch.testing.assert_close(guide.head.pos_weight, torch.tensor(expected))
 
     # The thresholds are the best-F1 ones of the model's validation probabilities.

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from xrg.blocks.encoders.base import ImageEncoder
+from xrg.blocks.findings.base import PosWeightRule
 from xrg.blocks.findings.concepts import ConceptAligner, ConceptOutput
 from xrg.blocks.retrieval.base import Retrieved, Retriever
 from xrg.blocks.retrieval.lifecycle import ensure_index
@@ -32,7 +33,7 @@ class ConceptAlignment(FindingsClassification):
         retriever: Retriever | None = None,
         index_dir: str | None = None,
         report_metrics: bool = True,
-        fit_pos_weight: bool = True,
+        fit_pos_weight: bool | PosWeightRule = True,
         **task_kwargs: Any,
     ) -> None:
         super().__init__(image_encoder, findings, fit_pos_weight, **task_kwargs)

@@ -11,7 +11,7 @@ import torch
 from torchmetrics.functional.classification import binary_auroc
 
 from xrg.blocks.encoders.base import ImageEncoder
-from xrg.blocks.findings.base import FindingsHead, label_targets
+from xrg.blocks.findings.base import FindingsHead, PosWeightRule, label_targets, pos_weight_rule
 from xrg.data.errors import DataError
 from xrg.data.labels import select_labels
 from xrg.tasks.base import XrgTask
@@ -20,28 +20,29 @@ from xrg.tasks.base import XrgTask
 class FindingsClassification(XrgTask):
     """Trains `findings` on `batch["labels"]`; logs `{split}/auc/<label>` and `{split}/auc_mean`.
 
-    `fit_pos_weight`: at the start of a fresh fit, set the head's BCE positive weights to
-    log(N / count) from the training labels (RaDialog).
+    `fit_pos_weight`: at the start of a fresh fit, set the head's BCE positive weights from the
+    training labels: `true` or `log` is RaDialog's log(N / count), `ratio` negatives / positives
+    (`FindingsHead.fit_pos_weight`).
     """
 
     def __init__(
         self,
         image_encoder: ImageEncoder,
         findings: FindingsHead,
-        fit_pos_weight: bool = True,
+        fit_pos_weight: bool | PosWeightRule = True,
         **task_kwargs: Any,
     ) -> None:
         super().__init__(**task_kwargs)
         self.image_encoder = image_encoder
         self.findings = findings
         self.findings.bind_input(image_encoder.dim)
-        self.fit_pos_weight = fit_pos_weight
+        self.pos_weight_rule = pos_weight_rule(fit_pos_weight)
         self._outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"val": [], "test": []}
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
-        if stage == "fit" and self.fit_pos_weight and not self.trainer.ckpt_path:
-            self.findings.fit_pos_weight_from(getattr(self.trainer, "datamodule", None))
+        if stage == "fit" and self.pos_weight_rule and not self.trainer.ckpt_path:
+            self.findings.fit_pos_weight_from(getattr(self.trainer, "datamodule", None), self.pos_weight_rule)
 
     def forward(self, images: torch.Tensor, view_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Probabilities `[B, K]`."""

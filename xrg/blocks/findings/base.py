@@ -23,6 +23,19 @@ from xrg.blocks.encoders.base import Block, Features
 from xrg.data.labels import select_labels
 
 NO_FINDING = "No Finding"
+PosWeightRule = Literal["log", "ratio"]
+POS_WEIGHT_RULES = ("log", "ratio")
+
+
+def pos_weight_rule(fit_pos_weight: bool | str) -> str | None:
+    """A task's or guide's `fit_pos_weight` setting as a rule: true is RaDialog's `log`, false none."""
+    if fit_pos_weight is True:
+        return "log"
+    if fit_pos_weight is False or fit_pos_weight is None:
+        return None
+    if fit_pos_weight not in POS_WEIGHT_RULES:
+        raise ValueError(f"fit_pos_weight is true, false or one of {POS_WEIGHT_RULES}, got {fit_pos_weight!r}")
+    return fit_pos_weight
 
 
 class FindingsHead(Block, ABC):
@@ -55,22 +68,29 @@ class FindingsHead(Block, ABC):
     def forward(self, features: Features) -> torch.Tensor:
         """Logits `[B, K]`, one per name in `label_names`."""
 
-    def fit_pos_weight(self, labels: torch.Tensor) -> torch.Tensor:
-        """RaDialog's weighting: pos_weight_k = log(N / count_k) over the studies where label k is
-        counted (N, see `blank`) and positive (count_k); a label never positive keeps weight 1."""
+    def fit_pos_weight(self, labels: torch.Tensor, rule: PosWeightRule = "log") -> torch.Tensor:
+        """Positive weights from training labels, over the studies where label k is counted (N, see
+        `blank`) and positive (count_k); a label never positive keeps weight 1.
+        `log`: RaDialog's log(N / count_k). `ratio`: negatives / positives, (N - count_k) / count_k,
+        the weight that makes positives and negatives pull equally (PyTorch's BCE documentation),
+        capped at 100 so a label with one positive in a large set cannot swamp the loss."""
+        if rule not in POS_WEIGHT_RULES:
+            raise ValueError(f"a positive-weight rule is one of {POS_WEIGHT_RULES}, got {rule!r}")
         _, known = self.targets(labels)
         total = known.sum(0).float()
         positives = ((labels == 1) & known).sum(0).float()
-        weight = torch.where(positives > 0, torch.log(total / positives.clamp_min(1)), torch.ones_like(total))
-        # log(N/count) is 0 for a label positive in every study; keep a small floor so it still learns.
+        count = positives.clamp_min(1)
+        fitted = torch.log(total / count) if rule == "log" else ((total - positives) / count).clamp_max(100.0)
+        weight = torch.where(positives > 0, fitted, torch.ones_like(total))
+        # Either is 0 for a label positive in every study; keep a small floor so it still learns.
         self.pos_weight.copy_(weight.clamp_min(1e-3))
         return self.pos_weight
 
-    def fit_pos_weight_from(self, datamodule: object) -> None:
+    def fit_pos_weight_from(self, datamodule: object, rule: PosWeightRule = "log") -> None:
         """`fit_pos_weight` on a data module's training labels (nothing when it has none). Callers
         call it at a fresh fit only: a resumed fit keeps the weights its checkpoint carries."""
         if hasattr(datamodule, "train_labels"):
-            self.fit_pos_weight(select_labels(datamodule.train_labels(), self.label_names))
+            self.fit_pos_weight(select_labels(datamodule.train_labels(), self.label_names), rule)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """BCE with `pos_weight`, averaged over the entries that count (see `targets`)."""

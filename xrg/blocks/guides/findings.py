@@ -20,8 +20,8 @@ a finding in most reports);
 studies per study that has it (`best_f1_thresholds`), so a finding the head barely perceives is not
 stated in every report (1.5 on the synthetic benchmark: test micro-14 +0.05, macro-14 level).
 `fit_pos_weight` sets the head's BCE positive weights from the training labels at the start of a
-fresh fit (RaDialog's log(N / positives), as `FindingsClassification` does), so rare findings
-still pull on the head when it trains here.
+fresh fit (`true` or `log`: RaDialog's log(N / positives), as `FindingsClassification` does;
+`ratio`: negatives / positives), so rare findings still pull on the head when it trains here.
 
 `token_scale` is the standard deviation the present / absent embeddings start from. The default
 0.02 (a transformer's usual init) starts each pair as two nearly equal vectors beside visual tokens
@@ -38,7 +38,8 @@ import math
 import torch
 from torch import nn
 
-from xrg.blocks.findings.base import FindingsHead, best_f1_thresholds, label_targets, names_from_row
+from xrg.blocks.findings.base import (FindingsHead, PosWeightRule, best_f1_thresholds, label_targets, names_from_row,
+                                      pos_weight_rule)
 from xrg.blocks.guides.base import Encoded, Guidance, Guide
 from xrg.data.labels import select_labels
 
@@ -48,7 +49,7 @@ class PredictedFindings(Guide):
 
     def __init__(self, head: FindingsHead, labels_in_training: bool = True, field: str = "findings",
                  tokens: bool = False, token_dim: int | None = None, loss_weight: float = 0.0,
-                 decision_tokens: bool = False, tune_thresholds: bool = False, fit_pos_weight: bool = False,
+                 decision_tokens: bool = False, tune_thresholds: bool = False, fit_pos_weight: bool | PosWeightRule = False,
                  token_scale: float = 0.02, max_call_ratio: float | None = None, name: str | None = None) -> None:
         super().__init__(name)
         self.head = head
@@ -60,7 +61,7 @@ class PredictedFindings(Guide):
         self.states: nn.Parameter | None = None  # [K, 2, D]: present / absent embedding per observation
         self.decision_tokens = decision_tokens
         self.tune_thresholds = tune_thresholds
-        self.fit_pos_weight = fit_pos_weight
+        self.pos_weight_rule = pos_weight_rule(fit_pos_weight)
         self.token_scale = token_scale
         if max_call_ratio is not None and not (tune_thresholds and max_call_ratio >= 1):
             raise ValueError(f"max_call_ratio limits tuned thresholds: set tune_thresholds: true and a ratio of at "
@@ -85,11 +86,11 @@ class PredictedFindings(Guide):
         return self.thresholds if self.tune_thresholds else self.head.threshold
 
     def on_start(self, task) -> None:
-        if not self.fit_pos_weight:
+        if not self.pos_weight_rule:
             return
         trainer = task.trainer
         if trainer.state.fn == "fit" and task.global_step == 0 and not trainer.ckpt_path:  # a fresh fit
-            self.head.fit_pos_weight_from(trainer.datamodule)
+            self.head.fit_pos_weight_from(trainer.datamodule, self.pos_weight_rule)
 
     def on_validation_start(self, task) -> None:
         if self.tune_thresholds:
