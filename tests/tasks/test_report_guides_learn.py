@@ -111,7 +111,9 @@ def test_report_task_learns_with_each_guide(kind, data_root, tmp_path):
     task = ReportGeneration(image_encoder=encoder(), **BUILDS[kind](), block_lr={"image_encoder": 3e-3},
                             optimizer=lambda params: torch.optim.AdamW(params, lr=3e-3), meteor=False,
                             generate_in_validation=False)
-    trainer, losses = fit(task, data_root, tmp_path, epochs=30)
+    # 45 epochs: at 30 the token guides' decoders wrote one report for every study in some runs (torch
+    # seed 2 here; seed 0 under pytest on another CPU); at 45 all 8 test studies were right for seeds 0-5.
+    trainer, losses = fit(task, data_root, tmp_path, epochs=45)
     assert losses.losses[-1] < 0.5 * losses.losses[0], f"{kind}: val loss {losses.losses[0]:.3f} -> {losses.losses[-1]:.3f}"
 
     # The reports follow the image: cardiomegaly (the visible finding) is stated as the labels say.

@@ -122,7 +122,9 @@ def test_contrastive_pretraining_learns_and_logs_the_recall_it_reaches(data_root
     torch.manual_seed(0)
     task = ContrastivePretraining(TimmImageEncoder("test_resnet"), HFTextEncoder(config=TINY_TEXT), embed_dim=16,
                                   sentence_weight=0.0, recall_at=(1, 5), optimizer=adamw)
-    trainer, losses = fit(task, data_root, tmp_path, epochs=15)
+    # 25 epochs: at 15 the val loss ended at 0.48-0.58 of its start over torch seeds 0-3 (this test's
+    # bar is 0.5); at 25 at 0.37-0.43.
+    trainer, losses = fit(task, data_root, tmp_path, epochs=25)
     assert_halved(losses)
     assert {"train/loss", "val/loss"} <= set(trainer.progress_bar_metrics)  # the loss is on the bar
     task.eval()
