@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from xrg.blocks.encoders.base import Features
-import pytest
-
 from xrg.blocks.findings import FindingsHead
 from xrg.blocks.findings.base import pos_weight_rule
 

@@ -14,7 +14,7 @@ never seen a negative. `blank: ignore` skips them instead.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,7 @@ from xrg.data.labels import select_labels
 
 NO_FINDING = "No Finding"
 PosWeightRule = Literal["log", "ratio"]
-POS_WEIGHT_RULES = ("log", "ratio")
+POS_WEIGHT_RULES = get_args(PosWeightRule)
 
 
 def pos_weight_rule(fit_pos_weight: bool | str) -> str | None:
