@@ -41,6 +41,9 @@ def annotation_with(train_studies: int, root: Path) -> Path:
     studies = [s for split in ("train", "val", "test") for s in json.loads((root / "annotation.json").read_text())[split]]
     studies.sort(key=lambda s: s["id"])
     extra = train_studies - OWN_TRAIN
+    if len(studies) < BENCHMARK_STUDIES + extra:
+        raise ValueError(f"{root} holds {len(studies)} studies; {train_studies} training studies need "
+                         f"{BENCHMARK_STUDIES + extra} (raise --extra-studies)")
     splits = {"train": studies[:OWN_TRAIN] + studies[BENCHMARK_STUDIES:BENCHMARK_STUDIES + extra],
               "val": studies[OWN_TRAIN:OWN_TRAIN + OWN_VAL], "test": studies[OWN_TRAIN + OWN_VAL:BENCHMARK_STUDIES]}
     path = root / f"annotation_train{train_studies}.json"
@@ -51,8 +54,10 @@ def annotation_with(train_studies: int, root: Path) -> Path:
 def run(a) -> dict:
     torch.set_num_threads(a.threads)
     runs = {name: parse_run(name) for name in a.runs}
-    root = ensure_benchmark(a.scaling_root, BENCHMARK_STUDIES + max(n for n, _ in runs.values()) - OWN_TRAIN, seed=0,
-                            image_size=a.benchmark_size, views=2, split_fractions=(0.5, 0.1, 0.4), workers=a.threads)
+    # One size for every invocation: a root generated for fewer studies would be regenerated under a
+    # concurrent run that is reading it.
+    root = ensure_benchmark(a.scaling_root, BENCHMARK_STUDIES + a.extra_studies, seed=0, image_size=a.benchmark_size,
+                            views=2, split_fractions=(0.5, 0.1, 0.4), workers=a.threads)
     results = Results(a.out, vars(a))
     if Path(a.out).exists():
         results.update({k: v for k, v in json.loads(Path(a.out).read_text()).items() if k != "settings"})
@@ -89,6 +94,7 @@ if __name__ == "__main__":
     add_data_args(parser, image_size=96, views=2)
     parser.add_argument("--scaling-root", default="data_cache/synthetic_scaling",
                         help="the benchmark's studies and the extra training studies, generated once")
+    parser.add_argument("--extra-studies", type=int, default=9000, help="studies generated beyond the benchmark's 2,000")
     parser.add_argument("--runs", nargs="*", default=["1000x12", "1000x60", "5000x12"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (a shared 2-core machine: 1)")
