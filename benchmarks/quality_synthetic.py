@@ -23,6 +23,9 @@ RECIPES = REPO / "recipes"
 UNICROSS = RECIPES / "unicrossadapter"
 RUNS = {  # name: its stages (recipe, extra overrides); a later stage starts from the one before (init_from)
     "findings_transformer": [(RECIPES / "mix" / "findings_transformer_synthetic.yaml", ())],
+    # the same recipe for 48 epochs: the 15-CPU-minute setting (docs/quality.md section 10)
+    "findings_transformer_48": [(RECIPES / "mix" / "findings_transformer_synthetic.yaml",
+                                 ("--config", str(RECIPES / "schedules" / "cosine_48_epochs.yaml")))],
     "r2gen": [(RECIPES / "r2gen" / "synthetic.yaml", ())],
     "unicrossadapter": [(UNICROSS / "synthetic.yaml", ())],
     "unicrossadapter_pretrained": [(UNICROSS / "clip_synthetic.yaml", ()), (UNICROSS / "synthetic.yaml", ())],

@@ -12,7 +12,9 @@ import pytest
 from xrg.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-OVERLAYS = sorted((REPO / "recipes" / "strategies").glob("*.yaml"))  # trainer overlays, not recipes
+STRATEGIES = sorted((REPO / "recipes" / "strategies").glob("*.yaml"))  # overlays, not recipes
+SCHEDULES = sorted((REPO / "recipes" / "schedules").glob("*.yaml"))
+OVERLAYS = STRATEGIES + SCHEDULES
 RECIPES = sorted(set((REPO / "recipes").rglob("*.yaml")) - set(OVERLAYS))
 SYNTHETIC = [r for r in RECIPES if "synthetic" in r.name]
 
@@ -87,7 +89,7 @@ def test_no_recipe_turns_the_progress_bar_off(recipe):
 LORA_LLM = [r for r in PAPER_SIZE if "lora:" in r.read_text()]
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS, ids=_id)
+@pytest.mark.parametrize("overlay", STRATEGIES, ids=_id)
 @pytest.mark.parametrize("recipe", LORA_LLM, ids=_id)
 def test_strategy_overlays_compose_with_every_lora_llm_recipe(recipe, overlay, capsys):
     """`--config RECIPE --config OVERLAY` swaps the strategy and keeps the recipe's model."""
@@ -122,3 +124,28 @@ def test_fsdp_overlay_wraps_each_llama_decoder_layer():
                                          num_attention_heads=2, num_key_value_heads=1, vocab_size=64))
     wrapped = [name for name, module in llama.named_modules() if policy(module=module, recurse=False, nonwrapped_numel=0)]
     assert wrapped == ["model.layers.0", "model.layers.1"]
+
+
+COSINE = [r for r in SYNTHETIC if "CosineAnnealingLR" in r.read_text()]
+
+
+@pytest.mark.parametrize("overlay", SCHEDULES, ids=_id)
+@pytest.mark.parametrize("recipe", COSINE, ids=_id)
+def test_schedule_overlays_set_epochs_and_cosine_horizon_together(recipe, overlay, capsys):
+    """`--config RECIPE --config SCHEDULE` changes the epochs and the cosine T_max alike and nothing
+    else of the recipe (its optimiser, blocks and data stay)."""
+    import yaml
+
+    def printed(*configs: Path) -> dict:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["fit", *(arg for c in configs for arg in ("--config", str(c))), "--print_config"])
+        assert exit_info.value.code in (0, None)
+        return yaml.safe_load(capsys.readouterr().out)
+
+    alone, merged = printed(recipe), printed(recipe, overlay)
+    epochs = yaml.safe_load(overlay.read_text())["trainer"]["max_epochs"]
+    assert alone["trainer"]["max_epochs"] != epochs
+    assert merged["trainer"]["max_epochs"] == merged["model"]["init_args"]["lr_scheduler"]["init_args"]["T_max"] == epochs
+    merged["trainer"]["max_epochs"] = alone["trainer"]["max_epochs"]
+    merged["model"]["init_args"]["lr_scheduler"]["init_args"]["T_max"] = alone["model"]["init_args"]["lr_scheduler"]["init_args"]["T_max"]
+    assert merged == alone
