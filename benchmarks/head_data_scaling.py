@@ -67,7 +67,8 @@ def run(a) -> dict:
         overrides = ["--data.init_args.synthetic=null", f"--data.init_args.annotation_path={annotation_with(studies, root)}",
                      f"--data.init_args.image_dir={root / 'images'}", f"--data.init_args.labels_path={root / 'labels.json'}",
                      f"--trainer.max_epochs={epochs}", f"--model.init_args.lr_scheduler.init_args.T_max={epochs}",
-                     "--data.init_args.num_workers=0", "--data.init_args.label_balance=1.0", f"--seed_everything={a.seed}"]
+                     "--data.init_args.num_workers=0", "--data.init_args.label_balance=1.0", f"--seed_everything={a.seed}",
+                     *a.set]
         run_dir = Path(a.workdir) / name
         _, cost = measured(fit, CLASSIFIER, run_dir, a, *overrides)
         last = max(run_dir.rglob("last*.ckpt"), key=lambda p: p.stat().st_mtime)  # the last epoch, not the val pick
@@ -97,5 +98,6 @@ if __name__ == "__main__":
     parser.add_argument("--extra-studies", type=int, default=9000, help="studies generated beyond the benchmark's 2,000")
     parser.add_argument("--runs", nargs="*", default=["1000x12", "1000x60", "5000x12"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], help="one extra CLI override for every run (--set=--key=value)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (a shared 2-core machine: 1)")
     run_from_command_line(parser, "head_data_scaling", run, print_table)
