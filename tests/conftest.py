@@ -19,12 +19,12 @@ torch.set_num_threads(2)
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-    """Each test starts without the seed an earlier test left: `seed_everything` (every recipe fit
-    through the CLI, with its recipe's seed: 0, 42, 9223, ...) records it in PL_GLOBAL_SEED, and
-    xrg's loaders draw their order from it (`xrg.data.loader.default_seed`), so a learning test's
-    data order, and whether it passes, would otherwise depend on which tests ran before it (one did
-    fail that way in a full run and passes alone). Cleared before the test's fixtures are set up,
-    so module-scoped fixtures that train are covered too."""
+    """Each test starts without the seed an earlier test left. `seed_everything` records its seed in
+    PL_GLOBAL_SEED (every fit through the CLI: its recipe's seed, or a random one where the config
+    names none, as in tests/bad_inputs), and xrg's loaders draw their order from it
+    (`xrg.data.loader.default_seed`), so a learning test's data order, and whether it passes, would
+    otherwise depend on the tests before it (one failed that way in a full run and passed alone).
+    Cleared before the test's fixtures are set up, so module-scoped fixtures that train are covered."""
     for name in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS"):
         os.environ.pop(name, None)
 
