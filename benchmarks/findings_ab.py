@@ -67,11 +67,7 @@ SUMMARY = ("ce/chexpert-rules/macro14/f1", "ce/chexpert-rules/micro14/f1", "head
 
 def run(a) -> dict:
     torch.set_num_threads(a.threads)
-    results = Results(a.out, vars(a))
-    if Path(a.out).exists():
-        import json
-
-        results.update({k: v for k, v in json.loads(Path(a.out).read_text()).items() if k != "settings"})
+    results = Results(a.out, vars(a)).with_saved_runs()
     for name in a.rows:
         if name in results and not a.refit:
             continue

@@ -30,9 +30,11 @@ OWN_TRAIN, OWN_VAL = 1000, 200
 
 
 def parse_run(name: str) -> tuple[int, int]:
-    studies, epochs = name.split("x")
-    if int(studies) < OWN_TRAIN:
-        raise ValueError(f"run {name!r}: at least the benchmark's own {OWN_TRAIN} training studies")
+    """`NxE` -> (N training studies, E epochs)."""
+    studies, _, epochs = name.partition("x")
+    if not (studies.isdigit() and epochs.isdigit()) or int(studies) < OWN_TRAIN:
+        raise SystemExit(f"--runs {name!r}: expected STUDIESxEPOCHS with at least the benchmark's own "
+                         f"{OWN_TRAIN} studies, e.g. 5000x12")
     return int(studies), int(epochs)
 
 
@@ -58,9 +60,7 @@ def run(a) -> dict:
     # concurrent run that is reading it.
     root = ensure_benchmark(a.scaling_root, BENCHMARK_STUDIES + a.extra_studies, seed=0, image_size=a.benchmark_size,
                             views=2, split_fractions=(0.5, 0.1, 0.4), workers=a.threads)
-    results = Results(a.out, vars(a))
-    if Path(a.out).exists():
-        results.update({k: v for k, v in json.loads(Path(a.out).read_text()).items() if k != "settings"})
+    results = Results(a.out, vars(a)).with_saved_runs()
     for name, (studies, epochs) in runs.items():
         if name in results:
             continue

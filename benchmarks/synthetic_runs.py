@@ -45,6 +45,12 @@ class Results(dict):
     def save(self) -> None:
         write_atomic(self.out, json.dumps(self, indent=1))  # a run killed mid-save keeps the last table
 
+    def with_saved_runs(self) -> Results:
+        """These results with the runs already in `out` kept, so a table grows one run at a time."""
+        if self.out.exists():
+            self.update({k: v for k, v in json.loads(self.out.read_text()).items() if k != "settings"})
+        return self
+
 
 def add_data_args(parser: argparse.ArgumentParser, image_size: int = 112, views: int = 2) -> None:
     parser.add_argument("--root", default="data_cache/synthetic_eval")
