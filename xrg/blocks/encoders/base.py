@@ -16,9 +16,15 @@ class ImageEncoder(Block, ABC):
     Subclasses encode one image batch `[B', C, H, W]` in `encode_images`; this base folds the
     views into the batch, lays the views' tokens side by side (R2Gen's multi-view concatenation)
     and averages the pooled vectors of the real views, so `dim` does not depend on V.
+
+    `channels_last`: the image batch is handed to `encode_images` in NHWC layout (timm's
+    `--channels-last`). Only the input changes; the weights stay contiguous (checkpoints are
+    unchanged) and a convolution given an NHWC input keeps that layout through the network, where
+    oneDNN's kernels and max pooling run faster on a CPU (benchmarks/channels_last.py).
     """
 
     dim: int
+    channels_last: bool = False
 
     @abstractmethod
     def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,7 +41,10 @@ class ImageEncoder(Block, ABC):
         if images.dim() == 4:
             images = images.unsqueeze(1)
         batch, views = images.shape[:2]
-        tokens, pooled = self.encode_images(images.flatten(0, 1))
+        flat = images.flatten(0, 1)
+        if self.channels_last:
+            flat = flat.contiguous(memory_format=torch.channels_last)
+        tokens, pooled = self.encode_images(flat)
         tokens = tokens.unflatten(0, (batch, views))  # [B, V, n, D]
         pooled = pooled.unflatten(0, (batch, views))  # [B, V, D]
         if view_mask is None:

@@ -1,0 +1,90 @@
+"""CPU seconds of image encoders and of a recipe's training steps, NCHW vs NHWC (`channels_last`).
+
+`ImageEncoder(channels_last=True)` hands the images to the model in NHWC layout; oneDNN's
+convolutions, batch norm and max pooling then run on that layout. Two measurements, each a ratio
+against NCHW in the same process, the two layouts alternated `--repeats` times (best of each kept):
+
+- **encoders**: forward + backward of a timm CNN on one image batch;
+- **recipe**: `xrg fit` of the findings-first writer (`mix/findings_transformer_synthetic.yaml`,
+  the CPU recipe whose fit is mostly its CNN) for `--batches` training batches, no validation.
+
+    python benchmarks/channels_last.py [--threads 1] [--repeats 2] [--batches 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from synthetic_runs import cpu_seconds
+from xrg.blocks.encoders import TimmImageEncoder
+from xrg.cli import main
+from xrg.data.jsonl import write_atomic
+
+REPO = Path(__file__).resolve().parents[1]
+ENCODERS = (("test_resnet", 96, 32), ("resnet10t", 128, 16), ("resnet18", 224, 8))  # model, px, images
+RECIPE = REPO / "recipes/mix/findings_transformer_synthetic.yaml"
+
+
+def encoder_cpu_s(model_name: str, size: int, images: int, channels_last: bool, steps: int = 8) -> float:
+    """CPU seconds per forward + backward of one batch."""
+    torch.manual_seed(0)
+    encoder = TimmImageEncoder(model_name, channels_last=channels_last)
+    batch = torch.randn(images, 1, 3, size, size)
+    for _ in range(2):  # warm-up: oneDNN picks its kernels on the first calls
+        encoder(batch).tokens.sum().backward()
+    start = time.process_time()
+    for _ in range(steps):
+        encoder(batch).tokens.sum().backward()
+    return (time.process_time() - start) / steps
+
+
+def recipe_cpu_s(batches: int, channels_last: bool, root: Path) -> float:
+    """CPU seconds (this process and its loader workers) of `batches` training steps of the recipe."""
+    start = cpu_seconds()
+    main(["fit", "--config", str(RECIPE), f"--trainer.default_root_dir={root}", "--trainer.max_epochs=1",
+          f"--trainer.limit_train_batches={batches}", "--trainer.limit_val_batches=0",
+          "--trainer.enable_checkpointing=false", "--trainer.callbacks=[]", "--trainer.enable_progress_bar=false",
+          f"--model.init_args.image_encoder.init_args.channels_last={str(channels_last).lower()}"])
+    return cpu_seconds() - start
+
+
+def best_of_alternating(measure, repeats: int) -> dict:
+    """The lowest figure of each layout over `repeats` alternating runs, and their ratio."""
+    runs = {"nchw": [], "nhwc": []}
+    for _ in range(repeats):
+        runs["nchw"].append(measure(False))
+        runs["nhwc"].append(measure(True))
+    nchw, nhwc = min(runs["nchw"]), min(runs["nhwc"])
+    return {"nchw_cpu_s": round(nchw, 4), "nhwc_cpu_s": round(nhwc, 4), "speedup": round(nchw / nhwc, 2)}
+
+
+def main_() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--batches", type=int, default=30, help="training batches of the recipe per run")
+    parser.add_argument("--out", default=str(REPO / "benchmarks/results/channels_last.json"))
+    a = parser.parse_args()
+    torch.set_num_threads(a.threads)
+    results = {"settings": vars(a), "encoders": {}, "recipe": {}}
+    for model_name, size, images in ENCODERS:
+        row = best_of_alternating(lambda nhwc: encoder_cpu_s(model_name, size, images, nhwc), a.repeats)
+        results["encoders"][f"{model_name} {size}px x{images}"] = row
+    root = REPO / "runs/bench_channels_last"
+    results["recipe"][f"{RECIPE.name}, {a.batches} batches"] = best_of_alternating(
+        lambda nhwc: recipe_cpu_s(a.batches, nhwc, root), a.repeats)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(Path(a.out), json.dumps(results, indent=1))
+    print(f"| measured ({a.threads} torch thread(s)) | NCHW CPU s | NHWC CPU s | speed-up |\n|---|---|---|---|")
+    for group in ("encoders", "recipe"):
+        for name, row in results[group].items():
+            print(f"| {name} | {row['nchw_cpu_s']:.3f} | {row['nhwc_cpu_s']:.3f} | {row['speedup']:.2f}x |")
+
+
+if __name__ == "__main__":
+    main_()
