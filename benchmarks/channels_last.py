@@ -14,16 +14,14 @@ against NCHW in the same process, the two layouts alternated `--repeats` times (
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 
-from synthetic_runs import cpu_seconds
+from synthetic_runs import Results, cpu_seconds
 from xrg.blocks.encoders import TimmImageEncoder
 from xrg.cli import main
-from xrg.data.jsonl import write_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 ENCODERS = (("test_resnet", 96, 32), ("resnet10t", 128, 16), ("resnet18", 224, 8))  # model, px, images
@@ -71,15 +69,15 @@ def main_() -> None:
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/channels_last.json"))
     a = parser.parse_args()
     torch.set_num_threads(a.threads)
-    results = {"settings": vars(a), "encoders": {}, "recipe": {}}
+    results = Results(a.out, vars(a))
+    results.update(encoders={}, recipe={})
     for model_name, size, images in ENCODERS:
         row = best_of_alternating(lambda nhwc: encoder_cpu_s(model_name, size, images, nhwc), a.repeats)
         results["encoders"][f"{model_name} {size}px x{images}"] = row
     root = REPO / "runs/bench_channels_last"
     results["recipe"][f"{RECIPE.name}, {a.batches} batches"] = best_of_alternating(
         lambda nhwc: recipe_cpu_s(a.batches, nhwc, root), a.repeats)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(Path(a.out), json.dumps(results, indent=1))
+    results.save()
     print(f"| measured ({a.threads} torch thread(s)) | NCHW CPU s | NHWC CPU s | speed-up |\n|---|---|---|---|")
     for group in ("encoders", "recipe"):
         for name, row in results[group].items():
