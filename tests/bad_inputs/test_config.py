@@ -44,6 +44,7 @@ COMMAND_LINES = [
     ("data-source-twice", ["--data.synthetic.num_studies=3"], ["needs exactly one of `annotation_path` or `synthetic`"]),
     ("frozen-unknown-block", ["--model.frozen=[visual_extractor]"], ["frozen names 'visual_extractor'", "its blocks"]),
     ("trainer-setting", ["--trainer.max_epochs=-5"], ["max_epochs", "-5"]),
+    ("augmentation-typo", ["--data.random_affine={degree: 3}"], ["random_affine", "'degree'", "RandomAffine"]),
     ("images-outside-predict", ["--images=x.png"], ["--images and --explain belong to `xrg predict`"]),
 ]
 

@@ -118,3 +118,26 @@ def test_a_python_built_synthetic_module_checkpoints_as_plain_values(tmp_path):
     torch.save({"datamodule_hyper_parameters": dict(module.hparams)}, tmp_path / "x.ckpt")
     hparams = torch.load(tmp_path / "x.ckpt", weights_only=True)["datamodule_hyper_parameters"]
     assert ReportDataModule(**hparams).synthetic == benchmark
+
+
+AUGMENT = {"random_affine": {"degrees": 5, "translate": [0.05, 0.05], "scale": [0.9, 1.1]},
+           "color_jitter": {"brightness": 0.2, "contrast": 0.2}}
+
+
+def test_augmentation_draws_from_the_items_seed_and_leaves_evaluation_alone(tiny_dataset):
+    plain, augmented = _datamodule(tiny_dataset), _datamodule(tiny_dataset, **AUGMENT)
+    train = augmented.datasets["train"]
+    assert torch.equal(train[0, 5]["images"], train[0, 5]["images"])  # an epoch's draw replays after a resume
+    assert not torch.equal(train[0, 5]["images"], train[0, 6]["images"])
+    assert not torch.equal(train[0, 5]["images"], plain.datasets["train"][0, 5]["images"])
+    assert torch.equal(augmented.datasets["val"][0]["images"], plain.datasets["val"][0]["images"])
+    hparams = {"datamodule_hyper_parameters": dict(augmented.hparams)}
+    torch.save(hparams, tiny_dataset / "x.ckpt")  # plain values: the checkpoint loads with weights_only
+    assert torch.load(tiny_dataset / "x.ckpt", weights_only=True)["datamodule_hyper_parameters"]["random_affine"] == \
+        AUGMENT["random_affine"]
+
+
+@pytest.mark.parametrize("argument, value", [("random_affine", {"degree": 3}), ("color_jitter", {"brightness": -1})])
+def test_a_bad_augmentation_is_refused_when_the_module_is_built(tiny_dataset, argument, value):
+    with pytest.raises(ValueError, match=f"{argument}: .*torchvision.transforms"):
+        ReportDataModule(annotation_path=str(tiny_dataset / "annotation.json"), **{argument: value})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import logging
 
@@ -17,7 +17,7 @@ from xrg.data.dataset import BadStudyPolicy, ReportDataset, collate_studies
 from xrg.data.errors import DataError
 from xrg.data.loader import EpochShuffle, LabelBalancedShuffle, LongestFirst, StudyLoader, default_seed
 from xrg.data.sentence_order import SentenceOrder, sentence_orderer
-from xrg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, build_transform
+from xrg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, augmentations, build_transform
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ class ReportDataModule(L.LightningDataModule):
     `mean`/`std` normalise pixels for the backbone: ImageNet statistics by default; CLIP towers
     want CLIP's (0.4815, 0.4578, 0.4082) / (0.2686, 0.2613, 0.2758). `preprocessing="biovil"`
     uses hi-ml-multimodal's own transform instead (BioViL / BioViL-T; see `build_transform`).
+    `random_affine` / `color_jitter` augment the training images with torchvision's transforms of
+    those names (their keyword arguments, e.g. `random_affine: {degrees: 3, scale: [0.92, 1.05]}`).
 
     `image_window=(low, high)` maps those pixel values to black and white for every image; by
     default 8-bit images keep their values and 16/32-bit images are windowed to their own range
@@ -86,6 +88,8 @@ class ReportDataModule(L.LightningDataModule):
         image_size: int = 224,
         resize: int = 256,
         horizontal_flip: bool = False,
+        random_affine: dict[str, Any] | None = None,
+        color_jitter: dict[str, Any] | None = None,
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         preprocessing: Preprocessing = "r2gen",
@@ -109,6 +113,7 @@ class ReportDataModule(L.LightningDataModule):
             synthetic = SyntheticBenchmark(**synthetic)
         if label_balance < 0:
             raise ValueError(f"label_balance is a power of 0 (plain shuffle) or more, got {label_balance}")
+        augmentations(random_affine, color_jitter)  # a misspelt argument fails here, not at the first batch
         self.save_hyperparameters()
         if isinstance(synthetic, SyntheticBenchmark):
             # Plain values in the checkpoint: a module built in Python (a notebook) otherwise
@@ -160,7 +165,7 @@ class ReportDataModule(L.LightningDataModule):
             transform = build_transform(
                 train=split == "train", image_size=hp.image_size, resize=hp.resize,
                 horizontal_flip=hp.horizontal_flip, mean=tuple(hp.mean), std=tuple(hp.std),
-                preprocessing=hp.preprocessing,
+                preprocessing=hp.preprocessing, random_affine=hp.random_affine, color_jitter=hp.color_jitter,
             )
             self.datasets[split] = ReportDataset(
                 annotation[split], image_dir, transform, self.train_cleaner if split == "train" else self.cleaner,

@@ -3,7 +3,7 @@ or an image model's own preprocessing (BioViL / BioViL-T: hi-ml-multimodal's).""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from torchvision import transforms as T
 
@@ -21,6 +21,8 @@ def build_transform(
     mean: tuple[float, ...] = IMAGENET_MEAN,
     std: tuple[float, ...] = IMAGENET_STD,
     preprocessing: Preprocessing = "r2gen",
+    random_affine: dict[str, Any] | None = None,
+    color_jitter: dict[str, Any] | None = None,
 ) -> T.Compose:
     """Grayscale radiographs become 3 channels so any ImageNet or CLIP backbone accepts them.
 
@@ -29,9 +31,15 @@ def build_transform(
     `preprocessing="biovil"` is hi-ml-multimodal's chest X-ray transform for every split (grey
     values stretched to 0-255, shorter side resized to `resize`, centre crop `image_size`, [0, 1]
     copied to 3 channels; `mean`/`std` unused), as BioViL-T and RaDialog were trained.
+
+    Training images only, either preprocessing: `random_affine` and `color_jitter` are the keyword
+    arguments of torchvision's `RandomAffine` (degrees, translate, scale, shear) and `ColorJitter`
+    (brightness, contrast), applied in that order after the crop and flip: more patient positions
+    and exposures than the training studies hold (hi-ml-multimodal trained BioViL with both).
     """
+    augment = augmentations(random_affine, color_jitter) if train else []
     if preprocessing == "biovil":
-        return _biovil_transform(train and horizontal_flip, resize, image_size)
+        return _biovil_transform(train and horizontal_flip, augment, resize, image_size)
     if preprocessing != "r2gen":
         raise ValueError(f"preprocessing must be 'r2gen' or 'biovil', got {preprocessing!r}")
     steps = [T.Lambda(_to_rgb)]
@@ -39,6 +47,7 @@ def build_transform(
         steps += [T.Resize((resize, resize)), T.RandomCrop(image_size)]
         if horizontal_flip:
             steps.append(T.RandomHorizontalFlip())
+        steps += augment
     else:
         steps.append(T.Resize((image_size, image_size)))
     steps += [T.ToTensor(), T.Normalize(mean, std)]
@@ -49,12 +58,30 @@ def _to_rgb(image):
     return image.convert("RGB")
 
 
-def _biovil_transform(flip: bool, resize: int, crop: int) -> T.Compose:
+def augmentations(random_affine: dict[str, Any] | None, color_jitter: dict[str, Any] | None) -> list:
+    steps = []
+    for name, kind, kwargs in (("random_affine", T.RandomAffine, random_affine),
+                               ("color_jitter", T.ColorJitter, color_jitter)):
+        if kwargs is None:
+            continue
+        try:
+            steps.append(kind(**kwargs))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{name}: {error} (expected torchvision.transforms.{kind.__name__}'s "
+                             f"keyword arguments, e.g. {_EXAMPLES[name]})") from None
+    return steps
+
+
+_EXAMPLES = {"random_affine": "{degrees: 3, translate: [0.04, 0.04], scale: [0.92, 1.05]}",
+             "color_jitter": "{brightness: 0.1, contrast: 0.1}"}
+
+
+def _biovil_transform(flip: bool, augment: list, resize: int, crop: int) -> T.Compose:
     try:
         from health_multimodal.image.data.transforms import create_chest_xray_transform_for_inference
     except ImportError as error:
         raise ImportError(f'preprocessing="biovil" needs hi-ml-multimodal ({error}); pip install "xrg[biovil]"') from None
-    steps = [T.Lambda(_remap_grey)] + ([T.RandomHorizontalFlip()] if flip else [])
+    steps = [T.Lambda(_remap_grey)] + ([T.RandomHorizontalFlip()] if flip else []) + augment
     return T.Compose(steps + [create_chest_xray_transform_for_inference(resize=resize, center_crop_size=crop)])
 
 
