@@ -134,6 +134,46 @@ def test_thresholds_are_tuned_on_validation_and_saved_and_pos_weight_fitted(data
         torch.testing.assert_close(thresholds, best_f1_thresholds(probs, labels))
 
 
+def test_thresholds_are_tuned_on_the_averaged_weights_a_weight_averaging_callback_validates(data_root, tmp_path):
+    """Lightning's EMAWeightAveraging swaps its averaged weights in at each validation and saves them
+    as the checkpoint's weights: the thresholds saved beside them are tuned on them, not on the
+    training weights the swap set aside."""
+    from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+
+    torch.manual_seed(0)
+
+    def build():
+        guide = PredictedFindings(FindingsClassifier(THREE), tokens=True, decision_tokens=True, tune_thresholds=True,
+                                  loss_weight=1.0)
+        decoder = TransformerDecoder(WordTokenizer(threshold=1), dim=16, heads=2, ffn_dim=32, encoder_layers=1,
+                                     decoder_layers=1, max_length=12, num_beams=1)
+        return ReportGeneration(TimmImageEncoder("test_resnet"), decoder, guides=[guide], generate_in_validation=False,
+                                optimizer=lambda p: torch.optim.AdamW(p, lr=3e-2))
+
+    dm = ReportDataModule(annotation_path=str(data_root / "annotation.json"), labels_path=str(data_root / "labels.json"),
+                          max_views=1, image_size=32, resize=32, batch_size=4, cleaning="none")
+    saved = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    trainer = L.Trainer(max_epochs=2, limit_train_batches=3, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=tmp_path,
+                        callbacks=[EMAWeightAveraging(decay=0.5), saved])
+    task = build()
+    trainer.fit(task, datamodule=dm)
+
+    checkpoint = torch.load(saved.last_model_path, weights_only=True)
+    task.eval()
+    guide = task.guides["findings"]
+    batches = list(dm.val_dataloader())
+    labels = torch.cat([b["labels"][:, [CHEXPERT_LABELS.index(n) for n in THREE]] for b in batches])
+    tuned = {}
+    for weights in ("state_dict", "current_model_state"):  # the averaged weights, the training weights
+        task.load_state_dict(checkpoint[weights])
+        with torch.no_grad():
+            probs = torch.cat([guide.head(task.image_encoder(b["images"], b.get("view_mask"))).sigmoid() for b in batches])
+        tuned[weights] = best_f1_thresholds(probs, labels)
+    assert not torch.allclose(tuned["state_dict"], tuned["current_model_state"])  # else this test tells nothing
+    torch.testing.assert_close(checkpoint["state_dict"]["guides.findings.thresholds"], tuned["state_dict"])
+
+
 def test_contrastive_pretraining_binds_a_clip_towers_pooled_width():
     """open_clip towers pool into CLIP's embedding (width 24 here), not their token width (256)."""
     config = {"embed_dim": 24, "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 8},

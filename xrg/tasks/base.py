@@ -68,6 +68,7 @@ class XrgTask(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.init_from = init_from
+        self._stage_init_loaded = False
 
     def _save_task_hyperparameters(self) -> None:
         """Record the concrete task's constructor arguments, once, for every task.
@@ -121,11 +122,24 @@ class XrgTask(L.LightningModule):
             owner.prepare(reports)
 
     def setup(self, stage: str) -> None:
-        # Resuming restores every weight from the resumed checkpoint; stage init is for fresh fits.
-        if stage == "fit" and self.init_from and self.init_from.checkpoint and not self.trainer.ckpt_path:
-            self.load_stage_init(self.init_from)  # first: a block it restores brings its own vocabulary
-        self.prepare_vocabularies(stage)
+        self.build(stage)
         self.apply_frozen()
+
+    def configure_model(self) -> None:
+        # Lightning's weight-averaging callbacks (EMAWeightAveraging) copy the model in their own
+        # `setup`, which runs before this task's, and call this hook first so that the copy has the
+        # layers the data sizes.
+        self.build(self.trainer.state.fn)
+
+    def build(self, stage: str) -> None:
+        """Once per run: the stage's initial weights (a fresh fit's `init_from`), then the layers
+        sized by the training reports' vocabulary."""
+        # Resuming restores every weight from the resumed checkpoint; stage init is for fresh fits.
+        if (stage == "fit" and self.init_from and self.init_from.checkpoint and not self.trainer.ckpt_path
+                and not self._stage_init_loaded):
+            self.load_stage_init(self.init_from)  # first: a block it restores brings its own vocabulary
+            self._stage_init_loaded = True
+        self.prepare_vocabularies(stage)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """PyTorch's, with weights that do not fit this task (another architecture, another task's

@@ -212,7 +212,10 @@ class ReportGeneration(XrgTask):
         super().on_fit_start()
         self._start()
 
-    def on_validation_start(self) -> None:
+    def on_validation_epoch_start(self) -> None:
+        # Not `on_validation_start`: a weight-averaging callback swaps its averaged weights in at
+        # its own epoch start, which runs before this one, so guides index and tune thresholds
+        # with the weights that validate and that the checkpoint saves.
         self._start()
         if not self.trainer.sanity_checking:
             for guide in self.guides.values():
