@@ -6,7 +6,10 @@ from xrg.blocks.adapters import Adapter, UniCrossAdapter, UniCrossEncoder
 from xrg.blocks.decoders import TransformerDecoder
 from xrg.blocks.decoders.transformer import sincos_2d_positions
 from xrg.blocks.encoders import Features, OpenClipImageEncoder, OpenClipTextEncoder
+from xrg.blocks.findings import FindingsClassifier
+from xrg.blocks.guides import PredictedFindings
 from xrg.checkpoints import load_block_weights
+from xrg.data.labels import CHEXPERT_LABELS
 from xrg.data.tokenizers import WordTokenizer
 from xrg.tasks import ReportGeneration
 
@@ -20,7 +23,7 @@ TINY = {  # (open_clip config, image insertion points, image size)
 REPORTS = ["the heart is enlarged .", "no pleural effusion .", "small left pneumothorax .", "lungs are clear ."]
 
 
-def build_task(family: str, seed: int = 0) -> tuple[ReportGeneration, torch.Tensor]:
+def build_task(family: str, seed: int = 0, guides=()) -> tuple[ReportGeneration, torch.Tensor]:
     torch.manual_seed(seed)
     config, image_points, size = TINY[family]
     encoder = UniCrossEncoder(
@@ -32,16 +35,17 @@ def build_task(family: str, seed: int = 0) -> tuple[ReportGeneration, torch.Tens
     grid = encoder.adapter.grid
     decoder = TransformerDecoder(WordTokenizer(threshold=1), dim=32, heads=2, ffn_dim=64, encoder_layers=1,
                                  decoder_layers=1, max_length=12, memory_grid=(grid, grid))
-    task = ReportGeneration(encoder, decoder, nlg_metrics=False, clinical_efficacy=False)
+    task = ReportGeneration(encoder, decoder, guides=list(guides), nlg_metrics=False, clinical_efficacy=False)
     decoder.prepare(REPORTS)
     images = torch.randn(len(REPORTS), 2, 3, size, size, generator=torch.Generator().manual_seed(1))
     return task, images
 
 
-def train(task: ReportGeneration, images: torch.Tensor, steps: int) -> list[float]:
+def train(task: ReportGeneration, images: torch.Tensor, steps: int, **batch_fields) -> list[float]:
     optimizer = torch.optim.Adam([p for p in task.parameters() if p.requires_grad], lr=5e-3)
     task.train()
-    batch = {"ids": [str(i) for i in range(len(images))], "images": images, "reports": REPORTS[: len(images)]}
+    batch = {"ids": [str(i) for i in range(len(images))], "images": images, "reports": REPORTS[: len(images)],
+             **batch_fields}
     losses = []
     for _ in range(steps):
         loss = task.step_loss(task.encode(batch))
@@ -118,6 +122,34 @@ def test_grid_positions_repeat_per_view_and_cls_is_prepended():
     torch.testing.assert_close(encoded[:, 1:7], encoded[:, 7:])  # same positions in both views
     with pytest.raises(ValueError, match="not a whole number"):
         decoder.encode_memory(Features(torch.randn(1, 7, 4), torch.randn(1, 4)))
+
+
+def test_tokens_a_guide_appends_after_the_grid_views_get_no_grid_position():
+    # RaDialog's findings tokens (or TRRG's clues) after UniCrossAdapter's gridded views
+    decoder = TransformerDecoder(WordTokenizer(threshold=1), dim=8, heads=2, ffn_dim=16, encoder_layers=1,
+                                 decoder_layers=1, dropout=0.0, memory_dim=4, memory_grid=(2, 3)).eval()
+    view, appended = torch.randn(1, 6, 4), torch.randn(1, 3, 4)
+    memory = Features(torch.cat([view, view, appended], 1), view[:, 0], views=2, appended=3)
+    encoded, mask = decoder.encode_memory(memory)
+    assert encoded.shape == (1, 16, 8) and mask is None
+    torch.testing.assert_close(encoded[:, 1:7], encoded[:, 7:13])  # the views keep their grid positions
+    swapped = memory._replace(tokens=torch.cat([view, view, appended[:, [1, 0, 2]]], 1))
+    # no position among the appended tokens: swapping two of them swaps their encodings, nothing else
+    torch.testing.assert_close(decoder.encode_memory(swapped)[0][:, [13, 14, 15]], encoded[:, [14, 13, 15]])
+    with pytest.raises(ValueError, match="not a whole number"):
+        decoder.encode_memory(memory._replace(appended=2))
+
+
+def test_a_findings_guide_writes_through_the_grid_decoder():
+    # RaDialog's findings tokens over UniCrossAdapter's gridded memory: a recipe mixes them with no code
+    guide = PredictedFindings(FindingsClassifier(["Cardiomegaly", "Pneumothorax"]), tokens=True, labels_in_training=True)
+    task, images = build_task("resnet", guides=[guide])
+    labels = torch.zeros(4, len(CHEXPERT_LABELS))  # batches carry all 14 observations
+    labels[0, CHEXPERT_LABELS.index("Cardiomegaly")] = labels[2, CHEXPERT_LABELS.index("Pneumothorax")] = 1.0
+    losses = train(task, images[:, :1], 12, labels=labels)
+    assert losses[-1] < 0.6 * losses[0]
+    batch = {"ids": list("abcd"), "images": images[:, :1], "reports": REPORTS, "labels": labels}
+    assert task.encode(batch, with_loss=False).memory.appended == 2
 
 
 def test_bad_adapter_settings_are_refused():

@@ -16,6 +16,7 @@ class Features(NamedTuple):
     pooled: torch.Tensor  # [B, D]
     mask: torch.Tensor | None = None  # [B, N], True where a token is real (None: all real)
     views: int = 1  # the N tokens are this many views' equal-length token sets, side by side
+    appended: int = 0  # ... except the last `appended`, which a guide added after them (findings tokens)
 
 
 class Block(nn.Module):

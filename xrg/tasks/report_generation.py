@@ -39,7 +39,8 @@ def append_tokens(memory: Features, tokens: torch.Tensor) -> Features:
     existing = memory.tokens
     if existing.shape[1] == 0:  # no visual tokens (`visual_tokens: false`): the guide's width is the memory's
         existing = existing.new_zeros(tokens.shape[0], 0, tokens.shape[2])
-    return Features(torch.cat([existing, tokens.to(existing.dtype)], 1), memory.pooled, mask)
+    return memory._replace(tokens=torch.cat([existing, tokens.to(existing.dtype)], 1), mask=mask,
+                           appended=memory.appended + tokens.shape[1])
 
 
 class ReportGeneration(XrgTask):
@@ -137,7 +138,7 @@ class ReportGeneration(XrgTask):
         """Image encoder, aligner, then each guide in order (stopping before guide `until`)."""
         visual, memory = self.see(batch["images"], batch.get("view_mask"))
         if not self.visual_tokens:
-            memory = Features(memory.tokens[:, :0], memory.pooled, None if memory.mask is None else memory.mask[:, :0])
+            memory = memory._replace(tokens=memory.tokens[:, :0], mask=None if memory.mask is None else memory.mask[:, :0])
         encoded = Encoded(batch, visual, memory, with_loss=with_loss, training=self.training,
                           encode_views=lambda images, view_mask: self.see(images, view_mask)[1])
         replaced = False  # a guide gave the decoder a memory of its own (TRRG's clue interaction)
@@ -163,7 +164,7 @@ class ReportGeneration(XrgTask):
             memory.tokens.shape[:2], dtype=torch.bool, device=memory.tokens.device)
         hidden = torch.rand(mask.shape[0], device=mask.device) < self.visual_token_dropout
         mask[hidden, :count] = False
-        return Features(memory.tokens, memory.pooled, mask)
+        return memory._replace(mask=mask)
 
     def prompts(self, encoded: Encoded) -> list[str] | None:
         """One prompt per study from the guides' fields (None: the decoder takes no prompt)."""

@@ -205,17 +205,21 @@ class TransformerDecoder(Decoder):
             raise RuntimeError("decoder has no memory projection: call bind_memory(visual_dim) first")
         x, mask = self.memory_proj(memory.tokens), memory.mask
         if self.memory_grid is not None:
-            x, mask = self._add_grid_positions(x, mask)
+            x, mask = self._add_grid_positions(x, mask, memory.appended)
         padding = None if mask is None else ~mask
         encoded = self.visual_encoder(x, src_key_padding_mask=padding)
         attn_mask = None if mask is None else mask[:, None, None, :]
         return self.visual_norm(encoded), attn_mask
 
-    def _add_grid_positions(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        cells = self.memory_positions.shape[0]
-        if x.shape[1] % cells:
-            raise ValueError(f"memory has {x.shape[1]} tokens, not a whole number of {self.memory_grid} grids")
-        x = x + self.memory_positions.repeat(x.shape[1] // cells, 1)  # the same positions in every view
+    def _add_grid_positions(self, x: torch.Tensor, mask: torch.Tensor | None,
+                            appended: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # The views' tokens get the grid's positions; tokens a guide appended after them (findings
+        # tokens) have no place on the grid and keep what their guide gave them.
+        cells, gridded = self.memory_positions.shape[0], x.shape[1] - appended
+        if gridded % cells:
+            raise ValueError(f"memory has {gridded} view tokens, not a whole number of {self.memory_grid} grids")
+        positions = self.memory_positions.repeat(gridded // cells, 1)  # the same positions in every view
+        x = torch.cat([x[:, :gridded] + positions, x[:, gridded:]], dim=1)
         x = torch.cat([self.memory_cls.expand(x.shape[0], -1, -1), x], dim=1)
         if mask is not None:
             mask = torch.cat([mask.new_ones(mask.shape[0], 1), mask], dim=1)
