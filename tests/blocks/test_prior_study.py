@@ -13,7 +13,8 @@ from PIL import Image
 
 from xrg.blocks.decoders import CausalLMDecoder, PromptBuilder, TransformerDecoder
 from xrg.blocks.encoders import TimmImageEncoder
-from xrg.blocks.guides import PriorStudy
+from xrg.blocks.findings import FindingsClassifier
+from xrg.blocks.guides import PredictedFindings, PriorStudy
 from xrg.data import ReportDataModule
 from xrg.data.errors import DataError
 from xrg.data.synthetic.longitudinal import COURSES, generate_longitudinal, stated_courses
@@ -74,6 +75,22 @@ def test_prior_views_join_the_memory_tagged_and_masked(tmp_path):
     assert torch.allclose(encoded.memory.tokens[:, n:], prior + task.guides["prior"].tag)
     assert not encoded.memory.mask[0, n:].any() and encoded.memory.mask[1:].all()
     assert encoded.fields(3) == {"indication": batch["indications"][3], "prior_report": batch["prior_reports"][3]}
+
+
+def test_prior_views_take_the_grid_positions_and_follow_a_findings_guides_tokens_off_it(tmp_path):
+    batch = batch_of(datamodule(write_pairs(tmp_path)))
+    per_view = TimmImageEncoder("test_resnet")(batch["images"], batch["view_mask"]).tokens.shape[1]
+    grid = TransformerDecoder(WordTokenizer(threshold=1), dim=32, heads=2, ffn_dim=64, encoder_layers=1,
+                              decoder_layers=1, max_length=16, memory_grid=(1, per_view))
+    alone = ReportGeneration(TimmImageEncoder("test_resnet"), grid, guides=[PriorStudy(images=True)])
+    memory = alone.encode(batch, with_loss=False).memory
+    assert (memory.views, memory.appended) == (2, 0)  # the prior's view is one more view on the grid
+    findings = PredictedFindings(FindingsClassifier(["Cardiomegaly", "Edema"]), tokens=True)
+    both = ReportGeneration(TimmImageEncoder("test_resnet"), grid, guides=[findings, PriorStudy(images=True)])
+    memory = both.encode(batch, with_loss=False).memory
+    assert memory.tokens.shape[1] == 2 * per_view + 2 and memory.appended == per_view + 2
+    encoded, _ = grid.encode_memory(memory)  # before: "not a whole number of grids"
+    assert encoded.shape[1] == 1 + memory.tokens.shape[1]  # the grid's CLS token and every token
 
 
 def test_prior_text_fills_the_prompt_and_missing_prior_images_fail_in_one_line(tmp_path):

@@ -64,4 +64,7 @@ class PriorStudy(Guide):
         mask = memory.mask if memory.mask is not None else torch.ones(memory.tokens.shape[:2], dtype=torch.bool,
                                                                       device=memory.tokens.device)
         tokens = prior.tokens.to(memory.tokens.dtype) + self.tag.to(memory.tokens.dtype)
-        return Features(torch.cat([memory.tokens, tokens], 1), memory.pooled, torch.cat([mask, prior_mask], 1))
+        joined = memory._replace(tokens=torch.cat([memory.tokens, tokens], 1), mask=torch.cat([mask, prior_mask], 1))
+        if memory.appended:  # a guide's tokens already follow the current views: the prior's go after them
+            return joined._replace(appended=memory.appended + tokens.shape[1])
+        return joined._replace(views=memory.views + prior.views)  # more views (on a decoder's memory grid too)
