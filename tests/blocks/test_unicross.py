@@ -125,7 +125,7 @@ def test_grid_positions_repeat_per_view_and_cls_is_prepended():
 
 
 def test_tokens_a_guide_appends_after_the_grid_views_get_no_grid_position():
-    # RaDialog's findings tokens (or TRRG's clues) after UniCrossAdapter's gridded views
+    # RaDialog's findings tokens (or RadAlign's concept tokens) after UniCrossAdapter's gridded views
     decoder = TransformerDecoder(WordTokenizer(threshold=1), dim=8, heads=2, ffn_dim=16, encoder_layers=1,
                                  decoder_layers=1, dropout=0.0, memory_dim=4, memory_grid=(2, 3)).eval()
     view, appended = torch.randn(1, 6, 4), torch.randn(1, 3, 4)
