@@ -46,8 +46,9 @@ def test_interaction_output_layout_and_padding_is_ignored():
     interaction.bind(12, 10)
     visual, clues = _visual(), torch.randn(2, 5, 10)
     out = interaction(visual, clues)
-    assert out.tokens.shape == (2, 1 + 6 + 5, 16) and out.pooled.shape == (2, 16)
-    assert out.mask[1].tolist() == [True] + [True] * 3 + [False] * 3 + [True] * 5
+    assert out.tokens.shape == (2, 6 + 1 + 5, 16) and out.pooled.shape == (2, 16)
+    # [patches; global; clues]: the patches keep their places, the rest counts as appended
+    assert out.mask[1].tolist() == [True] * 3 + [False] * 3 + [True] + [True] * 5 and out.appended == 1 + 5
     garbage = visual.tokens.clone()
     garbage[1, 3:] = 1e3  # what padded tokens hold must not reach the real ones
     again = interaction(Features(garbage, visual.pooled, visual.mask), clues)

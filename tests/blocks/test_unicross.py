@@ -3,11 +3,12 @@ import torch
 from safetensors.torch import save_file
 
 from xrg.blocks.adapters import Adapter, UniCrossAdapter, UniCrossEncoder
+from xrg.blocks.clues import DiseaseClueInjector, MultiGranularClueInteraction
 from xrg.blocks.decoders import TransformerDecoder
 from xrg.blocks.decoders.transformer import sincos_2d_positions
-from xrg.blocks.encoders import Features, OpenClipImageEncoder, OpenClipTextEncoder
-from xrg.blocks.findings import FindingsClassifier
-from xrg.blocks.guides import PredictedFindings
+from xrg.blocks.encoders import Features, HFTextEncoder, OpenClipImageEncoder, OpenClipTextEncoder
+from xrg.blocks.findings import FindingsClassifier, ZeroShotDiseasePerception
+from xrg.blocks.guides import DiseaseClues, PredictedFindings
 from xrg.checkpoints import load_block_weights
 from xrg.data.labels import CHEXPERT_LABELS
 from xrg.data.tokenizers import WordTokenizer
@@ -150,6 +151,26 @@ def test_a_findings_guide_writes_through_the_grid_decoder():
     assert losses[-1] < 0.6 * losses[0]
     batch = {"ids": list("abcd"), "images": images[:, :1], "reports": REPORTS, "labels": labels}
     assert task.encode(batch, with_loss=False).memory.appended == 2
+
+
+def test_disease_clues_write_through_the_grid_decoder():
+    # TRRG's clues over UniCrossAdapter's gridded memory: the interaction keeps the views' tokens in
+    # their places and counts its global and clue tokens as appended, so the grid positions the views only
+    text = HFTextEncoder(config={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+                                 "intermediate_size": 32}, frozen=True)
+    names = ["Cardiomegaly", "Pneumothorax"]
+    clues = DiseaseClues(ZeroShotDiseasePerception(text, names, embed_dim=16), DiseaseClueInjector(16),
+                         MultiGranularClueInteraction(16, 2), field=None)
+    task, images = build_task("resnet", guides=[clues])
+    labels = torch.zeros(4, len(CHEXPERT_LABELS))
+    labels[0, CHEXPERT_LABELS.index("Cardiomegaly")] = labels[2, CHEXPERT_LABELS.index("Pneumothorax")] = 1.0
+    losses = train(task, images, 12, labels=labels)
+    assert losses[-1] < 0.6 * losses[0]
+    batch = {"ids": list("abcd"), "images": images, "reports": REPORTS, "labels": labels}
+    memory = task.encode(batch, with_loss=False).memory
+    grid = task.image_encoder.adapter.grid
+    assert memory.views == 2 and memory.appended == 1 + len(names)
+    assert memory.tokens.shape[1] == 2 * grid * grid + 1 + len(names)
 
 
 def test_bad_adapter_settings_are_refused():

@@ -40,4 +40,6 @@ class ClueInteraction(Block, ABC):
         """Visual tokens `[B, N, Dv]` (+ pooled, mask) and clues `[B, K, Dc]` -> fused Features.
 
         The fused tokens carry the K clue tokens last, so `tokens[:, -K:]` are the clues after
-        interaction (what a consistency head reads)."""
+        interaction (what a consistency head reads). The visual tokens come first, in their
+        views' places, and `appended` counts every token after them (a decoder's `memory_grid`
+        positions only the views' tokens)."""

@@ -6,8 +6,10 @@ Two granularities, as TRRG describes: patch tokens (local evidence) and the pool
   2. patches read the clues                                     (which disease is this region?)
   3. the global token reads the clues                           (what is the overall picture?)
   4. one feed-forward over every token.
-The decoder gets [global; patches; clues] as memory, so it can copy a clue's state directly
-and still look at the image. Visual masks (padded views) are respected throughout.
+The decoder gets [patches; global; clues] as memory, so it can copy a clue's state directly
+and still look at the image. The patches keep their views' places (a decoder's `memory_grid`
+positions them); the global token and the clues count as appended after them, as any guide's
+tokens do. Visual masks (padded views) are respected throughout.
 """
 
 from __future__ import annotations
@@ -79,9 +81,9 @@ class MultiGranularClueInteraction(ClueInteraction):
         padding = None if visual.mask is None else ~visual.mask
         for layer in self.layers:
             glob, patches, clues = layer(glob, patches, clues, padding)
-        tokens = self.out_norm(torch.cat([glob, patches, clues], dim=1))
+        tokens = self.out_norm(torch.cat([patches, glob, clues], dim=1))
         batch, n, k = len(tokens), patches.shape[1], clues.shape[1]
         real_patches = visual.mask if visual.mask is not None else tokens.new_ones(batch, n, dtype=torch.bool)
         ones = real_patches.new_ones(batch, 1)
-        mask = torch.cat([ones, real_patches, ones.expand(batch, k)], dim=1)
-        return Features(tokens, tokens[:, 0], mask)
+        mask = torch.cat([real_patches, ones, ones.expand(batch, k)], dim=1)
+        return Features(tokens, tokens[:, n], mask, views=visual.views, appended=visual.appended + 1 + k)
