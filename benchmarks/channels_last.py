@@ -4,7 +4,8 @@
 convolutions, batch norm and max pooling then run on that layout. Two measurements, each a ratio
 against NCHW in the same process, the two layouts alternated `--repeats` times (best of each kept):
 
-- **encoders**: forward + backward of a timm CNN on one image batch;
+- **encoders**: forward + backward of a CNN image encoder on one image batch (timm CNNs, and the
+  UniCross mix's encoder: frozen tiny open_clip ResNet towers with trainable adapters, 64 px);
 - **recipe**: `xrg fit` of the findings-first writer (`mix/findings_transformer_synthetic.yaml`,
   the CPU recipe whose fit is mostly its CNN) for `--batches` training batches, no validation.
 
@@ -20,18 +21,37 @@ from pathlib import Path
 import torch
 
 from synthetic_runs import Results, cpu_seconds
-from xrg.blocks.encoders import TimmImageEncoder
+from xrg.blocks.adapters import UniCrossAdapter, UniCrossEncoder
+from xrg.blocks.encoders import OpenClipImageEncoder, OpenClipTextEncoder, TimmImageEncoder
 from xrg.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-ENCODERS = (("test_resnet", 96, 32), ("resnet10t", 128, 16), ("resnet18", 224, 8))  # model, px, images
 RECIPE = REPO / "recipes/mix/findings_transformer_synthetic.yaml"
+TINY_CLIP = {"embed_dim": 64, "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 16, "patch_size": None},
+             "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 4}}
 
 
-def encoder_cpu_s(model_name: str, size: int, images: int, channels_last: bool, steps: int = 8) -> float:
+def unicross_mix(channels_last: bool) -> UniCrossEncoder:
+    """The encoder of `mix/unicross_findings_transformer_synthetic.yaml`."""
+    return UniCrossEncoder(
+        OpenClipImageEncoder("RN50", frozen=True, model_config=TINY_CLIP),
+        OpenClipTextEncoder("RN50", frozen=True, train_params=["positional_embedding"], model_config=TINY_CLIP),
+        UniCrossAdapter(bottleneck=32, heads=4, ffn_dim=64, image_points=(2, 3, 4), text_points=(2, 3, 4)),
+        dim=64, channels_last=channels_last)
+
+
+ENCODERS = {  # name -> (build(channels_last), px, images)
+    "test_resnet": (lambda nhwc: TimmImageEncoder("test_resnet", channels_last=nhwc), 96, 32),
+    "resnet10t": (lambda nhwc: TimmImageEncoder("resnet10t", channels_last=nhwc), 128, 16),
+    "resnet18": (lambda nhwc: TimmImageEncoder("resnet18", channels_last=nhwc), 224, 8),
+    "UniCross mix encoder": (unicross_mix, 64, 32),
+}
+
+
+def encoder_cpu_s(build, size: int, images: int, channels_last: bool, steps: int = 8) -> float:
     """CPU seconds per forward + backward of one batch."""
     torch.manual_seed(0)
-    encoder = TimmImageEncoder(model_name, channels_last=channels_last)
+    encoder = build(channels_last)
     batch = torch.randn(images, 1, 3, size, size)
     for _ in range(2):  # warm-up: oneDNN picks its kernels on the first calls
         encoder(batch).tokens.sum().backward()
@@ -71,9 +91,9 @@ def main_() -> None:
     torch.set_num_threads(a.threads)
     results = Results(a.out, vars(a))
     results.update(encoders={}, recipe={})
-    for model_name, size, images in ENCODERS:
-        row = best_of_alternating(lambda nhwc: encoder_cpu_s(model_name, size, images, nhwc), a.repeats)
-        results["encoders"][f"{model_name} {size}px x{images}"] = row
+    for name, (build, size, images) in ENCODERS.items():
+        row = best_of_alternating(lambda nhwc: encoder_cpu_s(build, size, images, nhwc), a.repeats)
+        results["encoders"][f"{name} {size}px x{images}"] = row
     root = REPO / "runs/bench_channels_last"
     results["recipe"][f"{RECIPE.name}, {a.batches} batches"] = best_of_alternating(
         lambda nhwc: recipe_cpu_s(a.batches, nhwc, root), a.repeats)

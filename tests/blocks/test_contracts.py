@@ -49,26 +49,16 @@ TINY_LLAMA = {"model_type": "llama", "hidden_size": 16, "intermediate_size": 32,
 LABELS = torch.full((2, len(CHEXPERT_LABELS)), float("nan"))
 LABELS[0, 2], LABELS[1, 2], LABELS[0, 10] = 1.0, 0.0, 1.0  # CheXpert codes, NaN blank
 VISUAL, MEMORY = 12, 20  # widths the task would bind (different, so a mix-up shows)
-# Known contract breaks, each an xfail (strict: fixing the block makes the test say so) on the
-# one check it fails. open_clip towers pool to CLIP's projected embedding (`embed_dim`), not `dim`,
-# so a findings head or joint space bound to `encoder.dim` cannot read their pooled vector.
-POOLED_IS_CLIP_EMBEDDING = "pooled is CLIP's projected embedding (embed_dim wide), not dim wide"
 
 
 @dataclass
 class Member:
     name: str
     build: Callable[[], Block]  # called under torch.manual_seed(seed)
-    pooled_break: str | None = None  # a known break of "pooled is [B, dim]", see above
 
 
 def members(*entries: Member) -> list:
     return [pytest.param(m, id=m.name) for m in entries]
-
-
-def pooled_width_params(entries: list) -> list:
-    return [pytest.param(p.values[0], id=p.id, marks=[pytest.mark.xfail(strict=True, reason=p.values[0].pooled_break)]
-                         if p.values[0].pooled_break else []) for p in entries]
 
 
 def built(member: Member, seed: int) -> Block:
@@ -157,8 +147,8 @@ def check_round_trip(member: Member, prepare: Callable[[Block], None], run: Call
 IMAGE_ENCODERS = members(
     Member("timm", lambda: TimmImageEncoder("test_resnet")),
     Member("hf_vit", lambda: HFImageEncoder(config=TINY_VIT)),
-    Member("open_clip_vit", lambda: OpenClipImageEncoder("RN50", model_config=CLIP_VIT), POOLED_IS_CLIP_EMBEDDING),
-    Member("open_clip_resnet", lambda: OpenClipImageEncoder("RN50", model_config=CLIP_RESNET), POOLED_IS_CLIP_EMBEDDING),
+    Member("open_clip_vit", lambda: OpenClipImageEncoder("RN50", model_config=CLIP_VIT)),
+    Member("open_clip_resnet", lambda: OpenClipImageEncoder("RN50", model_config=CLIP_RESNET)),
     Member("unicross", lambda: UniCrossEncoder(
         OpenClipImageEncoder("RN50", model_config=CLIP_VIT, frozen=True),
         OpenClipTextEncoder("RN50", model_config=CLIP_VIT, frozen=True),
@@ -188,7 +178,7 @@ def test_image_encoder_shapes_and_view_mask(member):
     torch.testing.assert_close(out.pooled[1], alone.pooled[0])
 
 
-@pytest.mark.parametrize("member", pooled_width_params(IMAGE_ENCODERS))
+@pytest.mark.parametrize("member", IMAGE_ENCODERS)
 def test_image_encoder_pools_at_its_width(member):
     encoder = built(member, 0).eval()
     assert encode(encoder).pooled.shape == (2, encoder.dim)
@@ -203,7 +193,7 @@ def test_image_encoder_round_trip_and_freeze(member):
 # --- TextEncoder -----------------------------------------------------------------------------
 TEXT_ENCODERS = members(
     Member("hf", lambda: HFTextEncoder("minilm", config=TINY_BERT, max_length=16)),
-    Member("open_clip", lambda: OpenClipTextEncoder("RN50", model_config=CLIP_VIT), POOLED_IS_CLIP_EMBEDDING),
+    Member("open_clip", lambda: OpenClipTextEncoder("RN50", model_config=CLIP_VIT)),
 )
 TEXTS = ["the heart is enlarged and there is a small left pleural effusion .", "clear ."]
 
@@ -227,7 +217,7 @@ def test_text_encoder_shapes_and_padding(member):
     torch.testing.assert_close(out.pooled[1], alone.pooled[0], atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("member", pooled_width_params(TEXT_ENCODERS))
+@pytest.mark.parametrize("member", TEXT_ENCODERS)
 def test_text_encoder_pools_at_its_width(member):
     encoder = built(member, 0).eval()
     assert embed_texts(encoder).pooled.shape == (2, encoder.dim)
@@ -381,6 +371,9 @@ def test_clue_interaction_contract(member):
     assert out.tokens.shape == (2, n, interaction.out_dim) and out.pooled.shape == (2, interaction.out_dim)
     assert n >= 3 and out.mask.shape == (2, n) and out.mask[:, -3:].all()  # the clues come last, all real
     assert (~out.mask).sum(1).tolist() == (~visual.mask).sum(1).tolist()  # padding stays padding
+    # the views' tokens first, in their places (a decoder's memory_grid positions them), the rest appended
+    assert out.views == visual.views and n - out.appended == visual.tokens.shape[1]
+    assert torch.equal(out.mask[:, :n - out.appended], visual.mask)
     again = interact(interaction, garbage_in_padding(visual))
     torch.testing.assert_close(again.tokens[out.mask], out.tokens[out.mask])
     check_round_trip(member, lambda block, vocabulary=True: block.bind(VISUAL, CLUE_DIM), interact)

@@ -174,16 +174,40 @@ def test_thresholds_are_tuned_on_the_averaged_weights_a_weight_averaging_callbac
     torch.testing.assert_close(checkpoint["state_dict"]["guides.findings.thresholds"], tuned["state_dict"])
 
 
-def test_contrastive_pretraining_binds_a_clip_towers_pooled_width():
-    """open_clip towers pool into CLIP's embedding (width 24 here), not their token width (256)."""
+def test_a_findings_head_and_a_joint_space_read_a_clip_tower():
+    """open_clip towers give tokens and pooled in CLIP's embedding space (width 24 here, not the
+    stage's 256), so RaDialog's findings head, spatial or not, reads them under ReportGeneration
+    (before: a shape error) and a joint space binds to the same width."""
     config = {"embed_dim": 24, "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 8},
               "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    torch.manual_seed(0)
     image, text = OpenClipImageEncoder("RN50", model_config=config), OpenClipTextEncoder("RN50", model_config=config)
-    assert (image.dim, image.embed_dim) == (256, 24)
-    task = ContrastivePretraining(image, text, embed_dim=16)
-    pooled = image(torch.rand(2, 1, 3, 64, 64)).pooled
-    assert task.joint.embed_images(pooled).shape == (2, 16)
-    assert task.joint.embed_texts(["there is cardiomegaly", "no effusion"]).shape == (2, 16)
+    assert image.dim == text.dim == 24
+    contrastive = ContrastivePretraining(image, text, embed_dim=16)
+    assert contrastive.joint.embed_images(image(torch.rand(2, 1, 3, 64, 64)).pooled).shape == (2, 16)
+    assert contrastive.joint.embed_texts(["there is cardiomegaly", "no effusion"]).shape == (2, 16)
+
+    reports = ["the heart is enlarged .", "lungs are clear .", "the heart is enlarged .", "lungs are clear ."]
+    head = FindingsClassifier(["Cardiomegaly"], spatial=1.0)
+    decoder = TransformerDecoder(WordTokenizer(threshold=1), dim=16, heads=2, ffn_dim=32, encoder_layers=1,
+                                 decoder_layers=1, max_length=8)
+    task = ReportGeneration(OpenClipImageEncoder("RN50", model_config=config, frozen=True), decoder,
+                            guides=[PredictedFindings(head, tokens=True)], nlg_metrics=False, clinical_efficacy=False)
+    decoder.prepare(reports)
+    labels = torch.zeros(4, len(CHEXPERT_LABELS))
+    labels[[0, 2], CHEXPERT_LABELS.index("Cardiomegaly")] = 1.0
+    batch = {"ids": list("abcd"), "images": torch.randn(4, 1, 3, 64, 64, generator=torch.Generator().manual_seed(1)),
+             "reports": reports, "labels": labels}
+    optimizer = torch.optim.Adam([p for p in task.parameters() if p.requires_grad], lr=5e-3)
+    task.train()
+    losses = []
+    for _ in range(30):
+        loss = task.step_loss(task.encode(batch))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
 
 
 def test_samples_name_the_findings_a_report_states():

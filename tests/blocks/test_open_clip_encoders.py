@@ -53,6 +53,26 @@ def test_clip_tokenizer_frames_like_open_clip_and_survives_its_state():
     assert restored.decode(ids[0]) == "the heart is enlarged ."
 
 
+@pytest.mark.parametrize("family", sorted(TINY))
+def test_tokens_lie_in_the_pooled_embeddings_space(family):
+    # A last-stage state whose every location holds the same vector pools to exactly that location's
+    # token: tokens go through the projection that makes CLIP's pooled embedding (MaskCLIP's dense
+    # features), so a head that scores the pooled vector can score every token alike.
+    torch.manual_seed(0)
+    encoder = OpenClipImageEncoder("RN50", model_config=TINY[family]).eval()
+    channels, h, w = encoder.stage_shapes()[-1]
+    with torch.no_grad():
+        if family == "resnet":  # identical locations, identical positions: the attention pool averages equals
+            pool = encoder.tower.attnpool
+            pool.positional_embedding.copy_(pool.positional_embedding[:1].expand_as(pool.positional_embedding))
+            state = torch.randn(2, channels, 1, 1).expand(2, channels, h, w)
+        else:  # every patch a copy of the class token, which the tower pools
+            state = torch.randn(2, 1, channels).expand(2, 1 + h * w, channels)
+        tokens, pooled = encoder.finish(state)
+    assert tokens.shape == (2, h * w, encoder.dim) and pooled.shape == (2, encoder.dim) and encoder.dim == 24
+    torch.testing.assert_close(tokens, pooled[:, None].expand_as(tokens), atol=1e-5, rtol=1e-5)
+
+
 def test_frozen_resnet_keeps_batchnorm_statistics_and_trains_only_named_params():
     encoder = OpenClipImageEncoder("RN50", model_config=TINY["resnet"], frozen=True,
                                    train_params=["attnpool.positional_embedding"])
@@ -67,7 +87,8 @@ def test_frozen_resnet_keeps_batchnorm_statistics_and_trains_only_named_params()
 def test_text_encoder_truncates_and_masks_padding():
     encoder = OpenClipTextEncoder("RN50", model_config=TINY["resnet"]).eval()
     out = encoder(["word " * 40, "heart"])
-    assert out.tokens.shape == (2, 16, 32) and out.pooled.shape == (2, 24)
+    assert out.tokens.shape == (2, 16, 24) and out.pooled.shape == (2, 24)  # both projected into CLIP's space
+    assert (encoder.dim, encoder.width) == (24, 32)
     assert out.mask.sum(1).tolist() == [16, 3]  # BOS heart EOS
 
 

@@ -152,7 +152,7 @@ class UniCrossAdapter(Adapter):
         if self.grid is None:
             self.grid = self.map_shapes[len(self.map_shapes) // 2][1]
         self.stages = nn.ModuleList(
-            BridgeStage(shape, text_encoder.dim, self.bottleneck, self.grid, self.heads, self.ffn_dim,
+            BridgeStage(shape, text_encoder.width, self.bottleneck, self.grid, self.heads, self.ffn_dim,
                         self.dropout, first=i == 0)
             for i, shape in enumerate(self.map_shapes)
         )
@@ -240,12 +240,16 @@ class UniCrossEncoder(ImageEncoder):
         adapter: UniCrossAdapter,
         prompt: str = "a chest x-ray",
         dim: int = 512,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
+        # NHWC images for a ResNet tower (ImageEncoder); the wrapped encoder's own flag is not read,
+        # since this encoder runs the tower's stages itself
+        self.channels_last = channels_last
         self.image_encoder, self.text_encoder, self.adapter = image_encoder, text_encoder, adapter
         self.prompt = prompt
         adapter.attach(image_encoder, text_encoder)
-        self.neck = UniCrossNeck(adapter.map_shapes, text_encoder.embed_dim, dim, adapter.grid)
+        self.neck = UniCrossNeck(adapter.map_shapes, text_encoder.dim, dim, adapter.grid)
         self.dim = dim
 
     def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

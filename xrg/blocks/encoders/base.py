@@ -63,9 +63,3 @@ class TextEncoder(Block, ABC):
 
     @abstractmethod
     def forward(self, texts: list[str]) -> Features: ...
-
-
-def pooled_dim(encoder: ImageEncoder | TextEncoder) -> int:
-    """The width of an encoder's `pooled` vector: `embed_dim` where the encoder pools into its own
-    embedding space (open_clip towers return CLIP's projected embedding), else `dim`."""
-    return getattr(encoder, "embed_dim", encoder.dim)

@@ -75,8 +75,10 @@ class BioVilImageEncoder(ImageEncoder):
         checkpoint: str | None = None,
         features: Literal["patch", "projected"] = "patch",
         frozen: bool = False,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
+        self.channels_last = channels_last  # NHWC images for its ResNet-50 (ImageEncoder)
         if model not in ("biovil_t", "biovil"):
             raise ValueError(f"model must be 'biovil_t' or 'biovil', got {model!r}")
         model_module, pretrained_module, types = _package()

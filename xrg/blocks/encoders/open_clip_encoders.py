@@ -65,8 +65,11 @@ class _FrozenTower:
 class OpenClipImageEncoder(_FrozenTower, ImageEncoder):
     """An open_clip image tower (ModifiedResNet or VisionTransformer).
 
-    tokens: the last stage's spatial features (ResNet `[h*w, C]`, ViT patch tokens after
-    `ln_post`); pooled: CLIP's image embedding (attention pool / class token + projection).
+    pooled: CLIP's image embedding (attention pool / class token + projection). tokens: CLIP's
+    dense embeddings, each location of the last stage through the same projection (ResNet: the
+    attention pool's value and output projections; ViT: `ln_post` and `proj`; MaskCLIP's dense
+    features), so tokens and pooled share one space of width `dim` and a head that scores the
+    pooled vector scores every token alike. Adapters read the stages (`stage_shapes`) instead.
     """
 
     def __init__(
@@ -76,8 +79,10 @@ class OpenClipImageEncoder(_FrozenTower, ImageEncoder):
         frozen: bool = False,
         train_params: list[str] | None = None,
         model_config: dict[str, Any] | None = None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
+        self.channels_last = channels_last  # NHWC images for a ResNet tower (ImageEncoder)
         from open_clip.modified_resnet import ModifiedResNet
         from open_clip.transformer import VisionTransformer
 
@@ -91,8 +96,7 @@ class OpenClipImageEncoder(_FrozenTower, ImageEncoder):
         else:
             raise ValueError(f"{model_name}: image tower {type(self.tower).__name__} is neither an open_clip "
                              "ModifiedResNet nor VisionTransformer (timm towers are not supported)")
-        self.dim = self.stage_shapes()[-1][0]
-        self.embed_dim = self._pooled_width()  # pooled is CLIP's image embedding, not a token
+        self.dim = self._embedding_width()
         self._apply_freezing(frozen, train_params or [])
 
     # --- stages, for adapters ---------------------------------------------------------------
@@ -138,20 +142,23 @@ class OpenClipImageEncoder(_FrozenTower, ImageEncoder):
         return torch.cat([state[:, :1], patches], dim=1)
 
     def finish(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The last stage's state -> (tokens, pooled)."""
+        """The last stage's state -> (tokens, pooled), both in CLIP's embedding space."""
         t = self.tower
         if self.family == "resnet":
-            return state.flatten(2).transpose(1, 2), t.attnpool(state)
+            pool = t.attnpool  # each location as the pool's value sees it (its position added), projected
+            locations = state.flatten(2).transpose(1, 2) + pool.positional_embedding[1:].to(state.dtype)
+            return pool.c_proj(pool.v_proj(locations)), pool(state)
         pooled, _ = t._pool(state)
+        tokens = t.ln_post(state[:, 1:])
         if t.proj is not None:
-            pooled = pooled @ t.proj
-        return t.ln_post(state[:, 1:]), pooled
+            pooled, tokens = pooled @ t.proj, tokens @ t.proj
+        return tokens, pooled
 
     def cam_layer(self) -> nn.Module:
         stages = self.stages
         return stages[-1] if self.family == "resnet" or len(stages) == 1 else stages[-2]
 
-    def _pooled_width(self) -> int:
+    def _embedding_width(self) -> int:
         t = self.tower
         if self.family == "resnet":
             return t.attnpool.c_proj.out_features
@@ -203,8 +210,10 @@ class ClipTokenizer(Tokenizer):
 
 
 class OpenClipTextEncoder(_FrozenTower, TextEncoder):
-    """An open_clip text transformer; tokens `[B, T, width]` after `ln_final`, pooled = CLIP's
-    text embedding (end-of-text token, projected). Texts longer than the context are truncated."""
+    """An open_clip text transformer; pooled = CLIP's text embedding (end-of-text token after
+    `ln_final`, projected), tokens = every token through the same projection, both `dim` wide.
+    `width` is the transformer's own (what adapters between its stages read). Texts longer than
+    the context are truncated."""
 
     def __init__(
         self,
@@ -227,10 +236,10 @@ class OpenClipTextEncoder(_FrozenTower, TextEncoder):
         self.register_buffer("causal_mask", source.attn_mask, persistent=False)
         self.pool_type = getattr(clip, "text_pool_type", getattr(source, "pool_type", "argmax"))
         self.tokenizer = ClipTokenizer(context_length=self.tower.positional_embedding.shape[0])
-        self.dim = self.tower.transformer.width
+        self.width = self.tower.transformer.width
         projection = self.tower.text_projection
-        self.embed_dim = (projection.out_features if isinstance(projection, nn.Linear)
-                          else self.dim if projection is None else projection.shape[1])
+        self.dim = (projection.out_features if isinstance(projection, nn.Linear)
+                    else self.width if projection is None else projection.shape[1])
         self._apply_freezing(frozen, train_params or [])
 
     @property
@@ -262,9 +271,9 @@ class OpenClipTextEncoder(_FrozenTower, TextEncoder):
             raise ValueError(f"unsupported text pool type {self.pool_type!r}")
         projection = self.tower.text_projection
         if isinstance(projection, nn.Linear):
-            pooled = projection(pooled)
+            pooled, tokens = projection(pooled), projection(tokens)
         elif projection is not None:
-            pooled = pooled @ projection
+            pooled, tokens = pooled @ projection, tokens @ projection
         return Features(tokens, pooled, ids != self.tokenizer.pad_id)
 
     def encode_ids(self, ids: torch.Tensor) -> Features:

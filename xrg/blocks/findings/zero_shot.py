@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xrg.blocks.encoders.base import Block, Features, TextEncoder, pooled_dim
+from xrg.blocks.encoders.base import Block, Features, TextEncoder
 from xrg.blocks.findings.base import FindingsHead
 
 
@@ -47,7 +47,7 @@ class JointSpace(Block):
         super().__init__()
         self.text_encoder = text_encoder
         self.embed_dim = embed_dim
-        self.text_projection = nn.Linear(pooled_dim(text_encoder), embed_dim, bias=False)
+        self.text_projection = nn.Linear(text_encoder.dim, embed_dim, bias=False)
         self.image_projection: nn.Linear | None = None
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / temperature)))
         self.max_log_scale = math.log(max_logit_scale)
