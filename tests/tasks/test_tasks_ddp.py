@@ -3,7 +3,8 @@ srun start them (each process runs the CLI itself; Lightning reads RANK/LOCAL_RA
 
 One launch fits each task kind's synthetic recipe for 1 step, validates and tests it (contrastive
 pretraining scores in validation), then checks on both ranks: identical validation and test
-metrics, computed from the whole gathered split (not one rank's half), report texts scored once (by rank 0, shared), and a retrieval index built once per weights (rank 0
+metrics, computed from the whole gathered split (not one rank's half) with each study once (the
+sampler pads both evaluation splits with a repeat), report texts scored once (by rank 0, shared), and a retrieval index built once per weights (rank 0
 builds and saves it, the other rank loads it).
 """
 
@@ -36,7 +37,9 @@ EXTRA = {"findings_thresholds": ["--data.init_args.synthetic.image_size=256", "-
 if os.environ.get("XRG_DDP_TASKS"):  # a subset, comma-separated (benchmarks/mutation.py runs the kind it mutates)
     RECIPES = {kind: RECIPES[kind] for kind in os.environ["XRG_DDP_TASKS"].split(",")}
 WITH_INDEX = {"report_generation", "concept_alignment"}
-NUM_STUDIES, SPLITS = 48, (0.5, 0.25, 0.25)  # 12 test studies: 6 per rank, so no sampler padding
+# 13 validation and 13 test studies: 7 per rank, so Lightning's DistributedSampler pads each split
+# with a repeat of its first study, which every gathered metric must count once
+NUM_STUDIES, SPLITS = 50, (0.48, 0.26, 0.26)
 TEST_STUDIES = int(NUM_STUDIES * SPLITS[2])
 VAL_STUDIES = int(NUM_STUDIES * SPLITS[1])
 
@@ -67,16 +70,17 @@ def _worker(rank: int, port: int, root: str, tmp: str) -> None:
     from xrg.lightning_cli import run_lightning_cli
     from xrg.metrics.nlg.metric import PairedTextMetric
     from xrg.blocks.guides import findings as findings_guide
-    from xrg.tasks import findings
+    from xrg.tasks import contrastive, findings
 
-    builds, scored, aucs, tuned = [], [], [], []
+    builds, scored, aucs, tuned, recalls = [], [], [], [], []
     _count_calls(findings_guide, "best_f1_thresholds", tuned, lambda probs, *a, **k: probs.shape[0])
     _count_calls(lifecycle, "build_index", builds)
     _count_calls(PairedTextMetric, "_score", scored, lambda metric: len(metric.texts()[0]))
     _count_calls(findings, "per_label_auc", aucs, lambda probs, *a, **k: probs.shape[0])
+    _count_calls(contrastive, "retrieval_recall", recalls, lambda images, *a, **k: images.shape[0])
     results = {}
     for kind, recipe in RECIPES.items():
-        del builds[:], scored[:], aucs[:], tuned[:]
+        del builds[:], scored[:], aucs[:], tuned[:], recalls[:]
         cli = run_lightning_cli([
             "fit", "--config", str(REPO / "recipes" / recipe), "--trainer.accelerator=cpu", "--trainer.devices=2",
             "--trainer.strategy=ddp", "--trainer.max_steps=1", "--trainer.max_epochs=1",
@@ -94,7 +98,7 @@ def _worker(rank: int, port: int, root: str, tmp: str) -> None:
         guide = dict(getattr(cli.model, "guides", {})).get("findings")
         thresholds = guide.thresholds.tolist() if getattr(guide, "tune_thresholds", False) else None
         results[kind] = {"metrics": metrics, "val": validated, "builds": len(builds), "scored": scored[:], "auc_rows": aucs[:],
-                         "thresholds": thresholds, "tuned_rows": tuned[:]}
+                         "thresholds": thresholds, "tuned_rows": tuned[:], "recall_rows": recalls[:]}
     Path(tmp, f"rank{rank}.json").write_text(json.dumps(results))
 
 
@@ -123,7 +127,7 @@ def test_every_task_kind_trains_and_scores_once_under_ddp(tmp_path: Path) -> Non
         # rank 0 builds (after fitting, the weights changed: again for the test), rank 1 only loads
         assert second["builds"] == 0 and (first["builds"] >= 1) == (kind in WITH_INDEX), kind
         if kind in ("report_generation", "instruction_tuning"):
-            # rank 0 scored the 12 gathered pairs once; rank 1 received the scores
+            # rank 0 scored the 13 gathered pairs once; rank 1 received the scores
             assert (first["scored"], second["scored"]) == ([TEST_STUDIES], []), kind
             assert "test/nlg/bleu_4" in first["metrics"], kind
         if kind == "findings_thresholds":  # tuned on the whole validation split on both ranks, so alike
@@ -131,6 +135,8 @@ def test_every_task_kind_trains_and_scores_once_under_ddp(tmp_path: Path) -> Non
             assert first["thresholds"] == second["thresholds"] != [0.5] * 14, first["thresholds"]
         if kind in ("findings", "concept_alignment"):
             assert first["auc_rows"] == second["auc_rows"] == [TEST_STUDIES], kind
+        if kind == "contrastive":  # recall over the validation studies, each once
+            assert first["recall_rows"] and set(first["recall_rows"]) == set(second["recall_rows"]) == {VAL_STUDIES}
 
 
 if __name__ == "__main__":  # one rank, as torchrun would start it

@@ -76,7 +76,7 @@ class ConceptAlignment(FindingsClassification):
         output, labels = self.concept_output(batch), self._labels(batch)
         losses = self.findings.total_loss(output, labels)
         self.log_dict({f"{split}/{k}": v for k, v in losses.items()}, batch_size=len(batch["ids"]), sync_dist=True)
-        self._outputs[split].append((output.logits.sigmoid().detach(), labels))
+        self._keep_outputs(split, batch, output.logits, labels)
         return output
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:

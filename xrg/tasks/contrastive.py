@@ -19,9 +19,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from xrg.blocks.encoders.base import ImageEncoder, TextEncoder, pooled_dim
+from xrg.blocks.encoders.base import ImageEncoder, TextEncoder
 from xrg.blocks.findings.zero_shot import JointSpace
 from xrg.data.labels import CHEXPERT_LABELS
+from xrg.metrics.gather import gather_studies, study_keys
 from xrg.tasks.base import XrgTask
 
 _SENTENCE_END = re.compile(r"(?<!\d)\.(?!\d)")
@@ -108,13 +109,13 @@ class ContrastivePretraining(XrgTask):
         super().__init__(**task_kwargs)
         self.image_encoder = image_encoder
         self.joint = JointSpace(text_encoder, embed_dim, temperature, max_logit_scale)
-        self.joint.bind_image_dim(pooled_dim(image_encoder))
+        self.joint.bind_image_dim(image_encoder.dim)
         self.report_weight = report_weight
         self.sentence_weight = sentence_weight
         self.sentences_per_study = sentences_per_study
         self.negated_sentences = negated_sentences
         self.recall_at = tuple(recall_at)
-        self._val_embeddings: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._val_embeddings: list[tuple[torch.Tensor, ...]] = []  # (study keys, images, reports) per batch
 
     # --- pieces -----------------------------------------------------------------------------
     def embed_images(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -198,13 +199,14 @@ class ContrastivePretraining(XrgTask):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         losses, images, reports = self.losses(batch)
         self.log("val/loss", self.total(losses), prog_bar=True, batch_size=len(batch["ids"]), sync_dist=True)
-        self._val_embeddings.append((images.detach(), reports.detach()))  # gathered once, at epoch end
+        # gathered once, at epoch end, each study once
+        self._val_embeddings.append((study_keys(batch["ids"], images.device), images.detach(), reports.detach()))
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_embeddings:
             return
-        images = self._gather(torch.cat([i for i, _ in self._val_embeddings]), grads=False)
-        reports = self._gather(torch.cat([r for _, r in self._val_embeddings]), grads=False)
+        keys, images, reports = (torch.cat(column) for column in zip(*self._val_embeddings))
+        images, reports = gather_studies(self, keys, images, reports)
         self._val_embeddings.clear()
         recalls = retrieval_recall(images.float(), reports.float(), self.recall_at)
         self.log_dict({f"val/recall@{k}": v for k, v in recalls.items()}, rank_zero_only=False)

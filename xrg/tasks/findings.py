@@ -14,6 +14,7 @@ from xrg.blocks.encoders.base import ImageEncoder
 from xrg.blocks.findings.base import FindingsHead, PosWeightRule, label_targets, pos_weight_rule
 from xrg.data.errors import DataError
 from xrg.data.labels import select_labels
+from xrg.metrics.gather import gather_studies, study_keys
 from xrg.tasks.base import XrgTask
 
 
@@ -37,7 +38,8 @@ class FindingsClassification(XrgTask):
         self.findings = findings
         self.findings.bind_input(image_encoder.dim)
         self.pos_weight_rule = pos_weight_rule(fit_pos_weight)
-        self._outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"val": [], "test": []}
+        # per split: (study keys, probabilities, labels) of each evaluated batch
+        self._outputs: dict[str, list[tuple[torch.Tensor, ...]]] = {"val": [], "test": []}
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
@@ -65,7 +67,11 @@ class FindingsClassification(XrgTask):
     def _evaluate(self, batch: dict[str, Any], split: str) -> None:
         logits, labels = self._logits(batch), self._labels(batch)
         self.log(f"{split}/loss", self.findings.loss(logits, labels), batch_size=len(batch["ids"]), sync_dist=True)
-        self._outputs[split].append((logits.sigmoid().detach(), labels))
+        self._keep_outputs(split, batch, logits, labels)
+
+    def _keep_outputs(self, split: str, batch: dict[str, Any], logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """The batch's probabilities and labels for the split's AUC, each row keyed by its study."""
+        self._outputs[split].append((study_keys(batch["ids"], labels.device), logits.sigmoid().detach(), labels))
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -84,8 +90,8 @@ class FindingsClassification(XrgTask):
         outputs, self._outputs[split] = self._outputs[split], []
         if not outputs:
             return {}
-        probs = self.all_gather(torch.cat([p for p, _ in outputs])).flatten(0, -2)
-        labels = self.all_gather(torch.cat([y for _, y in outputs])).flatten(0, -2)
+        keys, probs, labels = (torch.cat(column) for column in zip(*outputs))
+        probs, labels = gather_studies(self, keys, probs, labels)
         scores = per_label_auc(probs, labels, self.findings.label_names, self.findings.blank)
         if scores:
             scores["auc_mean"] = sum(scores.values()) / len(scores)

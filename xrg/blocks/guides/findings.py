@@ -42,6 +42,7 @@ from xrg.blocks.findings.base import (FindingsHead, PosWeightRule, best_f1_thres
                                       pos_weight_rule)
 from xrg.blocks.guides.base import Encoded, Guidance, Guide
 from xrg.data.labels import select_labels
+from xrg.metrics.gather import gather_studies, study_keys
 
 
 class PredictedFindings(Guide):
@@ -106,26 +107,32 @@ class PredictedFindings(Guide):
         batches = itertools.chain.from_iterable(
             itertools.islice(loader, None if math.isinf(count) else int(count))
             for loader, count in zip(loaders, trainer.num_val_batches))
-        probs, labels = self.probabilities(task, batches)
+        keys, probs, labels = self.labeled_rows(task, batches)
         if trainer.world_size > 1 and len(probs):  # every rank tunes on the whole split, so all hold the same thresholds
-            probs, labels = (task.all_gather(t.to(task.device)).flatten(0, 1).cpu() for t in (probs, labels))
+            probs, labels = (t.cpu() for t in gather_studies(task, *(t.to(task.device) for t in (keys, probs, labels))))
         return probs, labels
 
     @torch.no_grad()
     def probabilities(self, task, batches) -> tuple[torch.Tensor, torch.Tensor]:
         """The head's probabilities `[N, K]` on the labeled studies of `batches` (read through
         `task`'s image encoder) and their labels, on the CPU; empty when none has labels."""
-        probs, labels = [], []
+        return self.labeled_rows(task, batches)[1:]
+
+    @torch.no_grad()
+    def labeled_rows(self, task, batches) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`probabilities` with each row's study key first (`xrg.metrics.gather.study_keys`)."""
+        keys, probs, labels = [], [], []
         for batch in batches:
             if batch.get("labels") is None:
                 continue
+            keys.append(study_keys(batch["ids"]))
             batch = task.transfer_batch_to_device(batch, task.device, 0)
             visual, _ = task.see(batch["images"], batch.get("view_mask"))
             probs.append(self.head(visual).sigmoid().float().cpu())
             labels.append(select_labels(batch["labels"], self.head.label_names).float().cpu())
         if not probs:
-            return torch.empty(0), torch.empty(0)
-        return torch.cat(probs), torch.cat(labels)
+            return torch.empty(0, dtype=torch.long), torch.empty(0), torch.empty(0)
+        return torch.cat(keys), torch.cat(probs), torch.cat(labels)
 
     def forward(self, encoded: Encoded) -> Guidance:
         logits = self.head(encoded.visual)
