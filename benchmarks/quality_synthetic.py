@@ -26,6 +26,9 @@ RUNS = {  # name: its stages (recipe, extra overrides); a later stage starts fro
     # the same recipe for 48 epochs: the 15-CPU-minute setting (docs/quality.md section 10)
     "findings_transformer_48": [(RECIPES / "mix" / "findings_transformer_synthetic.yaml",
                                  ("--config", str(RECIPES / "schedules" / "cosine_48_epochs.yaml")))],
+    # about the same steps over 6,000 more training studies (the benchmark's val and test unchanged; section 14)
+    "findings_transformer_more_studies": [(RECIPES / "mix" / "findings_transformer_synthetic.yaml",
+                                           ("--config", str(RECIPES / "data" / "more_studies_6_epochs.yaml")))],
     "r2gen": [(RECIPES / "r2gen" / "synthetic.yaml", ())],
     "unicrossadapter": [(UNICROSS / "synthetic.yaml", ())],
     "unicrossadapter_pretrained": [(UNICROSS / "clip_synthetic.yaml", ()), (UNICROSS / "synthetic.yaml", ())],

@@ -54,8 +54,10 @@ LLAMA_TARGET_SHAPES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_
 
 
 def paper_size_recipes() -> list[Path]:
-    """test_recipes.PAPER_SIZE: not synthetic, not a CPU-size recipe, not a strategy overlay."""
-    recipes = sorted(set((REPO / "recipes").rglob("*.yaml")) - set((REPO / "recipes" / "strategies").glob("*.yaml")))
+    """test_recipes.PAPER_SIZE: not synthetic, not a CPU-size recipe, not an overlay (strategies,
+    schedules, data: a second --config, not a recipe)."""
+    overlays = {p for folder in ("strategies", "schedules", "data") for p in (REPO / "recipes" / folder).glob("*.yaml")}
+    recipes = sorted(set((REPO / "recipes").rglob("*.yaml")) - overlays)
     return [r for r in recipes if "synthetic" not in r.name and "accelerator: cpu" not in r.read_text()]
 
 

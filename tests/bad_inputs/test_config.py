@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bad_inputs.conftest import QUIET, TINY_REPORT_MODEL, data_args
@@ -52,6 +54,12 @@ COMMAND_LINES = [
 @pytest.mark.parametrize("extra, culprits", [c[1:] for c in COMMAND_LINES], ids=[c[0] for c in COMMAND_LINES])
 def test_bad_command_line(world, refused, extra, culprits):
     refused(_fit(world, *extra), *culprits)
+
+
+def test_bad_synthetic_benchmark_setting_is_refused_when_read(tmp_path, refused):
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "mix" / "findings_transformer_synthetic.yaml"
+    refused(["fit", "--config", recipe, f"--data.init_args.synthetic.root={tmp_path}",
+             "--data.init_args.synthetic.extra_train_studies=-1"], "extra_train_studies must be >= 0", "-1")
 
 
 def test_no_model_names_the_ways_to_give_one(refused):

@@ -68,11 +68,26 @@ def test_same_seed_same_bytes_whatever_the_workers(tmp_path, small):
     assert not np.array_equal(a, b)
 
 
+def test_extra_training_studies_leave_the_benchmark_as_it_is(tmp_path, small):
+    more = generate_benchmark(tmp_path / "more", 10, seed=3, image_size=64, extra_train_studies=5)
+    plain, extended = _load(small / "annotation.json"), _load(more / "annotation.json")
+    assert extended["val"] == plain["val"] and extended["test"] == plain["test"]
+    assert extended["train"][:8] == plain["train"]  # the same studies, then the generator's next five
+    assert [s["id"] for s in extended["train"][8:]] == [f"synth_{i:06d}" for i in range(10, 15)]
+    assert all(_files(small)[f"images/{s['id']}/0.png"] == _files(more)[f"images/{s['id']}/0.png"]
+               for s in plain["train"] + plain["test"])
+    assert set(_load(more / "labels.json")) == {s["id"] for split in extended.values() for s in split}
+    assert _load(more / "benchmark.json")["extra_train_studies"] == 5
+    assert "extra_train_studies" not in _load(small / "benchmark.json")  # plain caches stay valid
+
+
 def test_bad_parameters_raise():
     with pytest.raises(ValueError, match="views"):
         generate_benchmark("/nonexistent", 2, views=3)
     with pytest.raises(ValueError, match="split_fractions"):
         generate_benchmark("/nonexistent", 2, split_fractions=(0.5, 0.1, 0.1))
+    with pytest.raises(ValueError, match="extra_train_studies"):
+        generate_benchmark("/nonexistent", 2, extra_train_studies=-1)
 
 
 # ----------------------------------------------------------------------------------- caching

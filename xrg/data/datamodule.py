@@ -33,6 +33,15 @@ class SyntheticBenchmark:
     image_size: int = 256
     # train/val/test shares; a larger test share (e.g. [0.5, 0.1, 0.4]) steadies per-finding metrics
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    # more of the generator's studies for the training split only: validation and test stay the
+    # benchmark's own (`xrg.data.synthetic.generate_benchmark`)
+    extra_train_studies: int = 0
+
+    def __post_init__(self) -> None:
+        # a bad value fails when the config is read, in one line, not at setup with a traceback
+        from xrg.data.synthetic.benchmark import check_params
+
+        check_params(self.num_studies, self.image_size, self.views, self.split_fractions, self.extra_train_studies)
 
 
 class ReportDataModule(L.LightningDataModule):
@@ -140,7 +149,7 @@ class ReportDataModule(L.LightningDataModule):
 
         s = self.synthetic
         root = ensure_benchmark(s.root, s.num_studies, s.seed, views=s.views, image_size=s.image_size,
-                               split_fractions=tuple(s.split_fractions))
+                               split_fractions=tuple(s.split_fractions), extra_train_studies=s.extra_train_studies)
         self.annotation_path = str(Path(root) / "annotation.json")
         self.image_dir = str(Path(root) / "images")
         self.labels_path = str(Path(root) / "labels.json")

@@ -28,7 +28,7 @@ SPLITS = ("train", "val", "test")
 _CODES = (1, 0, -1, None)
 
 
-def _check_params(num_studies: int, image_size: int, views: int, split_fractions) -> None:
+def check_params(num_studies: int, image_size: int, views: int, split_fractions, extra_train_studies: int = 0) -> None:
     if num_studies < 1:
         raise ValueError(f"num_studies must be >= 1, got {num_studies}")
     if image_size < 32:
@@ -37,6 +37,8 @@ def _check_params(num_studies: int, image_size: int, views: int, split_fractions
         raise ValueError(f"views must be 1 (frontal) or 2 (frontal + lateral), got {views}")
     if len(split_fractions) != 3 or min(split_fractions) < 0 or abs(sum(split_fractions) - 1) > 1e-6:
         raise ValueError(f"split_fractions must be three non-negative numbers summing to 1, got {split_fractions}")
+    if extra_train_studies < 0:
+        raise ValueError(f"extra_train_studies must be >= 0, got {extra_train_studies}")
 
 
 def _split_of(num_studies: int, split_fractions) -> list[str]:
@@ -112,26 +114,36 @@ def _write_outputs(out: Path, studies: list[dict], splits: list[str], stamp: dic
     _write_json(out / STAMP, stamp)  # last: its presence means everything else is complete
 
 
-def _stamp(num_studies, seed, image_size, views, split_fractions, conspicuity) -> dict:
-    return {"generator": "xrg.data.synthetic", "version": GENERATOR_VERSION, "num_studies": num_studies,
-            "seed": seed, "image_size": image_size, "views": views,
-            "split_fractions": [float(x) for x in split_fractions], "conspicuity": float(conspicuity)}
+def _stamp(num_studies, seed, image_size, views, split_fractions, conspicuity, extra_train_studies=0) -> dict:
+    stamp = {"generator": "xrg.data.synthetic", "version": GENERATOR_VERSION, "num_studies": num_studies,
+             "seed": seed, "image_size": image_size, "views": views,
+             "split_fractions": [float(x) for x in split_fractions], "conspicuity": float(conspicuity)}
+    if extra_train_studies:  # only when asked for, so the caches of plain benchmarks stay valid
+        stamp["extra_train_studies"] = extra_train_studies
+    return stamp
 
 
 def generate_benchmark(out_dir, num_studies: int, seed: int = 0, *, image_size: int = 256, views: int = 2,
-                       split_fractions=(0.8, 0.1, 0.1), workers: int = 0, conspicuity: float = 1.0) -> Path:
-    """Write `num_studies` synthetic studies (annotation.json, images/, labels.json, findings.json)."""
-    _check_params(num_studies, image_size, views, split_fractions)
+                       split_fractions=(0.8, 0.1, 0.1), workers: int = 0, conspicuity: float = 1.0,
+                       extra_train_studies: int = 0) -> Path:
+    """Write `num_studies` synthetic studies (annotation.json, images/, labels.json, findings.json).
+
+    `extra_train_studies`: that many more of the generator's studies (indices `num_studies`
+    onward) join the training split only. A study is drawn from (seed, index) alone, so the first
+    `num_studies` and their split are exactly the plain benchmark's: the same validation and test
+    studies, more training studies from the same distribution."""
+    check_params(num_studies, image_size, views, split_fractions, extra_train_studies)
     out = Path(out_dir)
     (out / STAMP).unlink(missing_ok=True)  # written again last: an overwrite never sits under an old stamp
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
-    width = max(6, len(str(num_studies - 1)))
+    total = num_studies + extra_train_studies
+    width = max(6, len(str(total - 1)))
     tasks = [(seed, i, f"synth_{i:0{width}d}", None, str(images), image_size, views, conspicuity)
-             for i in range(num_studies)]
+             for i in range(total)]
     studies = _run(tasks, workers)
-    stamp = _stamp(num_studies, seed, image_size, views, split_fractions, conspicuity)
-    _write_outputs(out, studies, _split_of(num_studies, split_fractions), stamp)
+    stamp = _stamp(num_studies, seed, image_size, views, split_fractions, conspicuity, extra_train_studies)
+    _write_outputs(out, studies, _split_of(num_studies, split_fractions) + ["train"] * extra_train_studies, stamp)
     return out
 
 
@@ -139,7 +151,7 @@ def ensure_benchmark(root, num_studies: int, seed: int = 0, **kw) -> Path:
     """Return `root` holding the requested benchmark, generating it only if it is not there yet:
     built aside and renamed into place, its `benchmark.json` the completion record
     (`xrg.data.cache.build_atomically`)."""
-    params = {k: kw[k] for k in ("image_size", "views", "split_fractions", "conspicuity") if k in kw}
+    params = {k: kw[k] for k in ("image_size", "views", "split_fractions", "conspicuity", "extra_train_studies") if k in kw}
     defaults = {"image_size": 256, "views": 2, "split_fractions": (0.8, 0.1, 0.1), "conspicuity": 1.0}
     wanted = _stamp(num_studies, seed, **(defaults | params))
     return build_atomically(root, wanted, lambda out: generate_benchmark(out, num_studies, seed, **kw), STAMP,
@@ -154,7 +166,7 @@ def render_for_annotation(annotation_path, labels_path, out_dir, *, seed: int = 
     Writes annotation.json (same studies and reports, image_path rewritten), images/, labels.json
     (all 14 names, missing ones blank) and findings.json.
     """
-    _check_params(1, image_size, views, (1.0, 0.0, 0.0))
+    check_params(1, image_size, views, (1.0, 0.0, 0.0))
     annotation = _load_json(Path(annotation_path))
     labels = _load_json(Path(labels_path))
     items = _annotation_items(annotation, annotation_path)
