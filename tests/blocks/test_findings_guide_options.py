@@ -82,6 +82,32 @@ def test_decision_tokens_state_what_the_labels_state_in_training():
     assert decided(batch).fields["findings"] == plain(batch).fields["findings"]
 
 
+def test_uncertain_labels_get_their_own_token_in_training_and_never_at_test():
+    torch.manual_seed(0)
+    labels = torch.full((4, 14), float("nan"))
+    labels[:, CHEXPERT_LABELS.index("Cardiomegaly")] = torch.tensor([1.0, 0.0, -1.0, float("nan")])
+    guide = PredictedFindings(FindingsClassifier(THREE, threshold=0.5), tokens=True, decision_tokens=True,
+                              uncertain_tokens=True)
+    guide.bind(8, 16)
+    assert guide.states.shape == (3, 3, 16)
+    present, absent, uncertain = guide.states[0].unbind(0)
+    trained = guide(encoded(True, labels)).tokens[:, 0]  # Cardiomegaly's token per study
+    for token, state in zip(trained, (present, absent, uncertain, absent)):  # blank is told as absent
+        assert torch.equal(token, state)
+    # At test time the head decides present or absent; what is hedged is wording, not image.
+    tested = guide(encoded(False, labels)).tokens
+    assert not torch.isclose(tested, guide.states[:, 2].expand_as(tested)).all(-1).any()
+    # Without the option the uncertain study is told as absent.
+    two = PredictedFindings(FindingsClassifier(THREE, threshold=0.5), tokens=True)
+    two.bind(8, 16)
+    assert torch.equal(two(encoded(True, labels)).tokens[2, 0], two.states[0, 1])
+
+
+def test_uncertain_tokens_without_training_labels_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="uncertain_tokens .* labels_in_training: true"):
+        PredictedFindings(FindingsClassifier(THREE), tokens=True, labels_in_training=False, uncertain_tokens=True)
+
+
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
     return write_tiny_dataset(tmp_path_factory.mktemp("tiny"), studies_per_split=(16, 12, 4), views=1, size=32)

@@ -28,6 +28,14 @@ fresh fit (`true` or `log`: RaDialog's log(N / positives), as `FindingsClassific
 of unit scale, and a decoder learns to write from the visual tokens long before it reads the pair;
 1.0 starts them as far apart as the visual tokens are large, so the decoder reads them from the
 first steps (docs/quality.md, section 3).
+
+`uncertain_tokens` gives each observation a third learned state, for the training labels' uncertain
+code (-1, a hedged "may represent atelectasis"). Without it an uncertain label is told as absent,
+so the decoder learns that "absent" sometimes goes with an image that shows the finding and a
+hedged sentence, and at test time it hedges or leaves out findings its head decided. With it,
+"absent" means absent and "present" means stated plainly; the head's decisions at test time are
+present or absent only (what is hedged is wording, not something the image shows), so the reports
+state what the head decides (docs/quality.md, section 15).
 """
 
 from __future__ import annotations
@@ -51,7 +59,8 @@ class PredictedFindings(Guide):
     def __init__(self, head: FindingsHead, labels_in_training: bool = True, field: str = "findings",
                  tokens: bool = False, token_dim: int | None = None, loss_weight: float = 0.0,
                  decision_tokens: bool = False, tune_thresholds: bool = False, fit_pos_weight: bool | PosWeightRule = False,
-                 token_scale: float = 0.02, max_call_ratio: float | None = None, name: str | None = None) -> None:
+                 token_scale: float = 0.02, max_call_ratio: float | None = None, uncertain_tokens: bool = False,
+                 name: str | None = None) -> None:
         super().__init__(name)
         self.head = head
         self.labels_in_training = labels_in_training
@@ -59,7 +68,7 @@ class PredictedFindings(Guide):
         self.tokens = tokens
         self.token_dim = token_dim  # None: the memory's width
         self.loss_weight = loss_weight
-        self.states: nn.Parameter | None = None  # [K, 2, D]: present / absent embedding per observation
+        self.states: nn.Parameter | None = None  # [K, 2 or 3, D]: present / absent (/ uncertain) per observation
         self.decision_tokens = decision_tokens
         self.tune_thresholds = tune_thresholds
         self.pos_weight_rule = pos_weight_rule(fit_pos_weight)
@@ -68,6 +77,10 @@ class PredictedFindings(Guide):
             raise ValueError(f"max_call_ratio limits tuned thresholds: set tune_thresholds: true and a ratio of at "
                              f"least 1, got tune_thresholds={tune_thresholds}, max_call_ratio={max_call_ratio}")
         self.max_call_ratio = max_call_ratio
+        if uncertain_tokens and not (tokens and labels_in_training):
+            raise ValueError("uncertain_tokens is a third token state for the training labels: set tokens: true and "
+                             f"labels_in_training: true, got tokens={tokens}, labels_in_training={labels_in_training}")
+        self.uncertain_tokens = uncertain_tokens
         if tune_thresholds:
             self.register_buffer("thresholds", torch.full((head.num_labels,), float(head.threshold)))
 
@@ -76,8 +89,9 @@ class PredictedFindings(Guide):
         if not self.tokens:
             return memory_dim
         width = memory_dim or self.token_dim or visual_dim
-        if self.states is None or self.states.shape[-1] != width:
-            self.states = nn.Parameter(torch.randn(self.head.num_labels, 2, width) * self.token_scale)
+        shape = (self.head.num_labels, 3 if self.uncertain_tokens else 2, width)
+        if self.states is None or self.states.shape != shape:
+            self.states = nn.Parameter(torch.randn(shape) * self.token_scale)
         return width
 
     def fields_written(self) -> list[str]:
@@ -141,9 +155,11 @@ class PredictedFindings(Guide):
         labels = encoded.batch.get("labels")
         if labels is not None:
             labels = select_labels(labels, self.head.label_names)
-        stated = probs
+        stated, uncertain = probs, None
         if encoded.training and self.labels_in_training and labels is not None:
             stated = label_targets(labels)[0].to(probs.dtype)
+            if self.uncertain_tokens:
+                uncertain = (labels == -1).unsqueeze(-1)  # [B, K, 1]
         elif not encoded.training and self.decision_tokens:
             stated = (probs >= torch.as_tensor(self.threshold(), dtype=probs.dtype, device=probs.device)).to(probs.dtype)
         names = predicted if stated is probs else [names_from_row(row, self.head.label_names) for row in stated]
@@ -151,6 +167,8 @@ class PredictedFindings(Guide):
         if self.tokens:
             weight = stated.unsqueeze(-1)  # [B, K, 1]
             tokens = weight * self.states[:, 0] + (1 - weight) * self.states[:, 1]
+            if uncertain is not None:
+                tokens = torch.where(uncertain, self.states[:, 2], tokens)
         loss = None
         if encoded.with_loss and self.loss_weight > 0 and labels is not None:
             loss = self.loss_weight * self.head.loss(logits, labels)
