@@ -103,6 +103,25 @@ def test_uncertain_labels_get_their_own_token_in_training_and_never_at_test():
     assert torch.equal(two(encoded(True, labels)).tokens[2, 0], two.states[0, 1])
 
 
+def test_shared_states_tell_every_observation_present_by_the_same_step():
+    torch.manual_seed(0)
+    labels = torch.full((2, 14), float("nan"))
+    for name in THREE:
+        labels[:, CHEXPERT_LABELS.index(name)] = torch.tensor([1.0, 0.0])
+    guide = PredictedFindings(FindingsClassifier(THREE), tokens=True, shared_states=True, uncertain_tokens=True)
+    guide.bind(8, 16)
+    assert guide.states.shape == (1, 3, 16) and guide.slots.shape == (3, 16)
+    tokens = guide(encoded(True, labels)).tokens  # [2 studies, 3 observations, 16]
+    step = tokens[0] - tokens[1]  # present minus absent, per observation
+    torch.testing.assert_close(step, (guide.states[0, 0] - guide.states[0, 1]).expand(3, 16))
+    assert not torch.allclose(tokens[0, 0], tokens[0, 1])  # the slots keep the observations apart
+    # the factors are weights like any other: a fresh guide loading them tells the same tokens
+    again = PredictedFindings(FindingsClassifier(THREE), tokens=True, shared_states=True, uncertain_tokens=True)
+    again.bind(8, 16)
+    again.load_state_dict(guide.state_dict())
+    assert torch.equal(again(encoded(True, labels)).tokens, tokens)
+
+
 def test_uncertain_tokens_without_training_labels_is_refused_in_one_line():
     with pytest.raises(ValueError, match="uncertain_tokens .* labels_in_training: true"):
         PredictedFindings(FindingsClassifier(THREE), tokens=True, labels_in_training=False, uncertain_tokens=True)

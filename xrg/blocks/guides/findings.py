@@ -36,6 +36,12 @@ hedged sentence, and at test time it hedges or leaves out findings its head deci
 "absent" means absent and "present" means stated plainly; the head's decisions at test time are
 present or absent only (what is hedged is wording, not something the image shows), so the reports
 state what the head decides (docs/quality.md, section 15).
+
+`shared_states` factors each token as an observation's own slot embedding plus one present / absent
+(/ uncertain) embedding shared by all observations, instead of an independent pair per observation.
+The decoder then learns what "present" means once, from the common findings, and each slot only has
+to say which observation it is; with independent pairs a decoder can leave a rare observation's pair
+unread after a short fit and state its normal sentence whatever the token says (section 15).
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ class PredictedFindings(Guide):
                  tokens: bool = False, token_dim: int | None = None, loss_weight: float = 0.0,
                  decision_tokens: bool = False, tune_thresholds: bool = False, fit_pos_weight: bool | PosWeightRule = False,
                  token_scale: float = 0.02, max_call_ratio: float | None = None, uncertain_tokens: bool = False,
-                 name: str | None = None) -> None:
+                 shared_states: bool = False, name: str | None = None) -> None:
         super().__init__(name)
         self.head = head
         self.labels_in_training = labels_in_training
@@ -68,7 +74,8 @@ class PredictedFindings(Guide):
         self.tokens = tokens
         self.token_dim = token_dim  # None: the memory's width
         self.loss_weight = loss_weight
-        self.states: nn.Parameter | None = None  # [K, 2 or 3, D]: present / absent (/ uncertain) per observation
+        self.states: nn.Parameter | None = None  # [K or 1, 2 or 3, D]: present / absent (/ uncertain)
+        self.slots: nn.Parameter | None = None  # [K, D] with shared_states: which observation a token is
         self.decision_tokens = decision_tokens
         self.tune_thresholds = tune_thresholds
         self.pos_weight_rule = pos_weight_rule(fit_pos_weight)
@@ -81,6 +88,9 @@ class PredictedFindings(Guide):
             raise ValueError("uncertain_tokens is a third token state for the training labels: set tokens: true and "
                              f"labels_in_training: true, got tokens={tokens}, labels_in_training={labels_in_training}")
         self.uncertain_tokens = uncertain_tokens
+        if shared_states and not tokens:
+            raise ValueError("shared_states factors the findings tokens: set tokens: true")
+        self.shared_states = shared_states
         if tune_thresholds:
             self.register_buffer("thresholds", torch.full((head.num_labels,), float(head.threshold)))
 
@@ -89,9 +99,11 @@ class PredictedFindings(Guide):
         if not self.tokens:
             return memory_dim
         width = memory_dim or self.token_dim or visual_dim
-        shape = (self.head.num_labels, 3 if self.uncertain_tokens else 2, width)
+        shape = (1 if self.shared_states else self.head.num_labels, 3 if self.uncertain_tokens else 2, width)
         if self.states is None or self.states.shape != shape:
             self.states = nn.Parameter(torch.randn(shape) * self.token_scale)
+            if self.shared_states:
+                self.slots = nn.Parameter(torch.randn(self.head.num_labels, width) * self.token_scale)
         return width
 
     def fields_written(self) -> list[str]:
@@ -169,6 +181,8 @@ class PredictedFindings(Guide):
             tokens = weight * self.states[:, 0] + (1 - weight) * self.states[:, 1]
             if uncertain is not None:
                 tokens = torch.where(uncertain, self.states[:, 2], tokens)
+            if self.slots is not None:
+                tokens = tokens + self.slots
         loss = None
         if encoded.with_loss and self.loss_weight > 0 and labels is not None:
             loss = self.loss_weight * self.head.loss(logits, labels)
