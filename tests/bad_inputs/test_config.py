@@ -47,6 +47,8 @@ COMMAND_LINES = [
     ("frozen-unknown-block", ["--model.frozen=[visual_extractor]"], ["frozen names 'visual_extractor'", "its blocks"]),
     ("trainer-setting", ["--trainer.max_epochs=-5"], ["max_epochs", "-5"]),
     ("augmentation-typo", ["--data.random_affine={degree: 3}"], ["random_affine", "'degree'", "RandomAffine"]),
+    ("finding-dropout-of-one", ["--data.drop_finding_sentences=1.0"],
+     ["drop_finding_sentences is a probability below 1", "got 1.0"]),
     ("images-outside-predict", ["--images=x.png"], ["--images and --explain belong to `xrg predict`"]),
 ]
 

@@ -122,6 +122,26 @@ def test_shared_states_tell_every_observation_present_by_the_same_step():
     assert torch.equal(again(encoded(True, labels)).tokens, tokens)
 
 
+def test_training_tokens_tell_what_the_report_still_states_while_the_head_learns_the_study():
+    # drop_finding_sentences: the data left Cardiomegaly's sentence out of study 0's report; its
+    # token says absent, the field does not name it, and the head's loss still counts it present.
+    torch.manual_seed(0)
+    labels = torch.full((2, 14), float("nan"))
+    labels[:, CHEXPERT_LABELS.index("Cardiomegaly")] = 1.0
+    stated = labels.clone()
+    stated[0, CHEXPERT_LABELS.index("Cardiomegaly")] = float("nan")
+    guide = PredictedFindings(FindingsClassifier(THREE), tokens=True, loss_weight=1.0)
+    guide.bind(8, 16)
+    batch = encoded(True, labels)
+    plain = guide(batch)
+    batch.batch["stated_labels"] = stated
+    told = guide(batch)
+    assert torch.equal(told.tokens[0, 0], guide.states[0, 1]) and torch.equal(told.tokens[1, 0], guide.states[0, 0])
+    assert told.fields["findings"] == [[], ["cardiomegaly"]]
+    assert torch.equal(told.loss, plain.loss)  # the head's BCE reads the study's labels
+    assert not torch.equal(guide(encoded(False, labels)).tokens, told.tokens)  # outside training: the head
+
+
 def test_uncertain_tokens_without_training_labels_is_refused_in_one_line():
     with pytest.raises(ValueError, match="uncertain_tokens .* labels_in_training: true"):
         PredictedFindings(FindingsClassifier(THREE), tokens=True, labels_in_training=False, uncertain_tokens=True)

@@ -80,6 +80,9 @@ class ReportDataModule(L.LightningDataModule):
     `sentence_order: findings_first` rewrites the training reports (only) with the sentences that
     state findings first, in CheXpert's column order, then those ruling findings out (see
     `xrg.data.sentence_order`): a findings-conditioned decoder then knows what it says next.
+    `drop_finding_sentences: p` leaves each finding a training report states out of it with
+    probability p, each epoch anew, and batches carry `stated_labels`, what the report still states
+    (`xrg.data.finding_dropout`): a decoder told them learns to write exactly the findings it is told.
 
     Every batch carries each study's `indications` and `prior_reports` (empty strings where the
     annotation has none); `prior_views` > 0 also loads up to that many views of each study's prior
@@ -116,12 +119,15 @@ class ReportDataModule(L.LightningDataModule):
         group_by_length: bool = False,
         label_balance: float = 0.0,
         sentence_order: SentenceOrder = "as_written",
+        drop_finding_sentences: float = 0.0,
     ) -> None:
         super().__init__()
         if isinstance(synthetic, dict):  # as a checkpoint's hyperparameters keep it
             synthetic = SyntheticBenchmark(**synthetic)
         if label_balance < 0:
             raise ValueError(f"label_balance is a power of 0 (plain shuffle) or more, got {label_balance}")
+        if not 0.0 <= drop_finding_sentences < 1.0:
+            raise ValueError(f"drop_finding_sentences is a probability below 1, got {drop_finding_sentences}")
         augmentations(random_affine, color_jitter)  # a misspelt argument fails here, not at the first batch
         self.save_hyperparameters()
         if isinstance(synthetic, SyntheticBenchmark):
@@ -179,7 +185,7 @@ class ReportDataModule(L.LightningDataModule):
             self.datasets[split] = ReportDataset(
                 annotation[split], image_dir, transform, self.train_cleaner if split == "train" else self.cleaner,
                 labels, hp.max_views, hp.on_bad_study,
-                window, hp.prior_views, suffix,
+                window, hp.prior_views, suffix, hp.drop_finding_sentences if split == "train" else 0.0,
             )
 
     def _require_split(self, stage: str | None) -> None:

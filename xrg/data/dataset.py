@@ -13,8 +13,10 @@ from torch.utils.data import Dataset
 
 from xrg.data.annotation import Study
 from xrg.data.errors import DataError
+from xrg.data.finding_dropout import StatedSentences, drop_findings, stated_sentences
 from xrg.data.images import read_image
 from xrg.data.labels import CHEXPERT_LABELS
+from xrg.data.sentence_order import rule_mentions
 
 log = logging.getLogger(__name__)
 BadStudyPolicy = Literal["raise", "skip"]
@@ -50,7 +52,11 @@ def load_image(path: Path, study_id: str, window: tuple[float, float] | None = N
 class ReportDataset(Dataset):
     """Items: {"id", "images" [V, C, H, W], "report", "labels" [14] (NaN = blank) if known,
     "indication", "prior_report" ("" when the annotation has none), and with `prior_views` > 0
-    "prior_images" [P, C, H, W] (P = 0 for a study without a prior)}."""
+    "prior_images" [P, C, H, W] (P = 0 for a study without a prior)}.
+
+    With `drop_finding_sentences` p > 0 (training) each item's report leaves each finding it states
+    out with probability p, and "stated_labels" [14] says what the report still states
+    (`xrg.data.finding_dropout`); "labels" stay the study's."""
 
     def __init__(
         self,
@@ -64,6 +70,7 @@ class ReportDataset(Dataset):
         image_window: tuple[float, float] | None = None,
         prior_views: int = 0,
         path_suffix: str = "",
+        drop_finding_sentences: float = 0.0,
     ) -> None:
         self.image_dir = Path(image_dir)
         self.path_suffix = path_suffix  # ".png" when reading from an image cache (xrg.data.image_cache)
@@ -91,6 +98,13 @@ class ReportDataset(Dataset):
             self.studies.append(study)
             self.reports.append(report)
             self.prior_reports.append(cleaner(study.prior.report) if study.prior else "")
+        self.drop_finding_sentences = drop_finding_sentences
+        self.stated: list[StatedSentences] | None = None
+        if drop_finding_sentences > 0:
+            if labels is None:
+                raise DataError("drop_finding_sentences needs the studies' labels: give a labels file")
+            mentions = rule_mentions()
+            self.stated = [stated_sentences(report, mentions) for report in self.reports]
         if self.skipped:
             log.warning("skipped %d bad studies of %d; first: %s", len(self.skipped), len(studies),
                         next(iter(self.skipped.values())))
@@ -137,6 +151,9 @@ class ReportDataset(Dataset):
             return {"id": study.id, "error": str(err)}
         if self.labels is not None:
             item["labels"] = torch.tensor(self.labels[study.id], dtype=torch.float32)
+        if self.stated is not None:
+            item["report"], item["stated_labels"] = drop_findings(self.stated[index], item["labels"],
+                                                                  self.drop_finding_sentences)
         return item
 
 
@@ -176,8 +193,9 @@ def collate_studies(items: list[dict[str, Any]]) -> dict[str, Any]:
         batch["reports"] = [item["report"] for item in items]
     if "prior_images" in items[0]:
         batch["prior_images"], batch["prior_view_mask"] = pad_views([item["prior_images"] for item in items], shape)
-    if "labels" in items[0]:
-        batch["labels"] = torch.stack([item["labels"] for item in items])
+    for key in ("labels", "stated_labels"):
+        if key in items[0]:
+            batch[key] = torch.stack([item[key] for item in items])
     if "paths" in items[0]:
         batch["paths"] = [item["paths"] for item in items]
     return batch

@@ -21,6 +21,8 @@ CHEXPERT_LABELS: tuple[str, ...] = (
     "Support Devices",
 )
 
+COLUMN: dict[str, int] = {name: i for i, name in enumerate(CHEXPERT_LABELS)}  # an observation's column
+
 # The five observations of the CheXpert competition, used by the micro-5 / macro-5 CE conventions.
 CHEXPERT_5: tuple[str, ...] = (
     "Atelectasis",

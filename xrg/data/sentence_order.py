@@ -18,13 +18,12 @@ from __future__ import annotations
 import re
 from typing import Callable, Literal
 
-from xrg.data.labels import CHEXPERT_LABELS
+from xrg.data.labels import CHEXPERT_LABELS, COLUMN
 
 SentenceOrder = Literal["as_written", "findings_first"]
 
 # A sentence ends at a full stop followed by space: "a b . c d ." (cleaned) and "A b. C d." (raw).
 _SENTENCE_END = re.compile(r"(?<=\.)\s+")
-_COLUMN = {name: i for i, name in enumerate(CHEXPERT_LABELS)}
 
 
 def sentences_of(report: str) -> list[str]:
@@ -35,11 +34,11 @@ def findings_first_key(mentions: list[tuple[str, int]]) -> int:
     """Where a sentence mentioning these (observation, code) goes: stated findings, then ruled-out
     ones, then the rest. What a sentence mentions, not its report-level labels: those would call
     every sentence without a pathology "No Finding"."""
-    mentions = [(name, code) for name, code in mentions if name in _COLUMN]  # not the labeler's internal ones
-    positive = [_COLUMN[name] for name, code in mentions if code in (1, -1)]
+    mentions = [(name, code) for name, code in mentions if name in COLUMN]  # not the labeler's internal ones
+    positive = [COLUMN[name] for name, code in mentions if code in (1, -1)]
     if positive:
         return min(positive)
-    negative = [_COLUMN[name] for name, code in mentions if code == 0]
+    negative = [COLUMN[name] for name, code in mentions if code == 0]
     return len(CHEXPERT_LABELS) + min(negative) if negative else 2 * len(CHEXPERT_LABELS)
 
 
@@ -51,17 +50,23 @@ def order_findings_first(report: str, mentions: Callable[[str], list[tuple[str, 
     return " ".join(sentences[i] for i in order)
 
 
+def rule_mentions() -> Callable[[str], list[tuple[str, int]]]:
+    """(observation, code) of each mention in a sentence, by the offline CheXpert rules (microseconds a sentence)."""
+    from xrg.metrics.labeler import ChexpertRulesLabeler
+
+    labeler = ChexpertRulesLabeler()
+
+    def mentions(sentence: str) -> list[tuple[str, int]]:
+        return [(m.observation, m.label) for m in labeler.mentions(sentence)]
+
+    return mentions
+
+
 def sentence_orderer(order: SentenceOrder) -> Callable[[str], str] | None:
     """The rewrite of a training report for `order`; None keeps reports as written."""
     if order == "as_written":
         return None
     if order == "findings_first":
-        from xrg.metrics.labeler import ChexpertRulesLabeler
-
-        labeler = ChexpertRulesLabeler()  # offline rules: a sentence's labels cost microseconds
-
-        def mentions(sentence: str) -> list[tuple[str, int]]:
-            return [(m.observation, m.label) for m in labeler.mentions(sentence)]
-
+        mentions = rule_mentions()
         return lambda report: order_findings_first(report, mentions)
     raise ValueError(f"unknown sentence_order {order!r}; expected 'as_written' or 'findings_first'")

@@ -1,7 +1,8 @@
 """RaDialog's predicted findings: a findings head's observations, as prompt text and optionally as tokens.
 
 While training, the guide can state the ground-truth labels instead (`labels_in_training`, as
-RaDialog trains its LLM), so the decoder learns to trust it; at test time it is always the head's
+RaDialog trains its LLM; the batch's `stated_labels` where the data left findings out of the
+training reports, `ReportDataModule(drop_finding_sentences)`), so the decoder learns to trust it; at test time it is always the head's
 prediction. The head reads the image encoder's features (before any aligner). With `tokens`, one
 memory token per observation, `p * present_k + (1 - p) * absent_k` with learned embeddings, tells
 a decoder without a prompt (the transformer decoder) the same thing. With `loss_weight` > 0 the
@@ -171,9 +172,13 @@ class PredictedFindings(Guide):
             labels = select_labels(labels, self.head.label_names)
         stated, uncertain = probs, None
         if encoded.training and self.labels_in_training and labels is not None:
-            stated = label_targets(labels)[0].to(probs.dtype)
+            # What the training report states: its labels, or with drop_finding_sentences the data's
+            # `stated_labels` (some findings' sentences left out); the head still learns `labels`.
+            told = encoded.batch.get("stated_labels")
+            told = labels if told is None else select_labels(told, self.head.label_names)
+            stated = label_targets(told)[0].to(probs.dtype)
             if self.uncertain_tokens:
-                uncertain = (labels == -1).unsqueeze(-1)  # [B, K, 1]
+                uncertain = (told == -1).unsqueeze(-1)  # [B, K, 1]
         elif not encoded.training and self.decision_tokens:
             stated = (probs >= torch.as_tensor(self.threshold(), dtype=probs.dtype, device=probs.device)).to(probs.dtype)
         names = predicted if stated is probs else [names_from_row(row, self.head.label_names) for row in stated]
