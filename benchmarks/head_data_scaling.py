@@ -93,7 +93,7 @@ def print_table(results: dict) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_data_args(parser, image_size=96, views=2)
-    parser.add_argument("--scaling-root", default="data_cache/synthetic_scaling",
+    parser.add_argument("--scaling-root", default=str(REPO / "data_cache" / "synthetic_scaling"),
                         help="the benchmark's studies and the extra training studies, generated once")
     parser.add_argument("--extra-studies", type=int, default=9000, help="studies generated beyond the benchmark's 2,000")
     parser.add_argument("--runs", nargs="*", default=["1000x12", "1000x60", "5000x12"])

@@ -84,7 +84,7 @@ def print_table(results: dict) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="data_cache/longitudinal")
+    parser.add_argument("--data", default=str(REPO / "data_cache" / "longitudinal"))
     parser.add_argument("--pairs", type=int, default=1000)
     parser.add_argument("--image-size", type=int, default=128, help="pixels of the generated pairs")
     parser.add_argument("--crop", type=int, default=112, help="crop fed to the models")

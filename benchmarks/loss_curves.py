@@ -25,6 +25,7 @@ import lightning as L
 import torch
 
 from xrg.cli import main
+from synthetic_runs import REPO
 
 
 class RecordLoss(L.Callback):
@@ -88,7 +89,7 @@ def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe")
     parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--root", default="data_cache/curves_synthetic")
+    parser.add_argument("--root", default=str(REPO / "data_cache" / "curves_synthetic"))
     parser.add_argument("--num-studies", type=int, default=200)
     parser.add_argument("--out")
     parser.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"))

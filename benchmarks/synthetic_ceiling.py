@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("--num-studies", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split-fractions", type=float, nargs=3, default=[0.5, 0.1, 0.4])
-    parser.add_argument("--check-root", default="data_cache/synthetic_eval", help="a cached benchmark to check against")
+    parser.add_argument("--check-root", default=str(REPO / "data_cache" / "synthetic_eval"), help="a cached benchmark to check against")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "synthetic_ceiling.json"))
     a = parser.parse_args()
     studies = test_studies(a.num_studies, a.seed, a.split_fractions)

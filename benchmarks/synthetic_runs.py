@@ -53,7 +53,7 @@ class Results(dict):
 
 
 def add_data_args(parser: argparse.ArgumentParser, image_size: int = 112, views: int = 2) -> None:
-    parser.add_argument("--root", default="data_cache/synthetic_eval")
+    parser.add_argument("--root", default=str(REPO / "data_cache" / "synthetic_eval"))
     parser.add_argument("--num-studies", type=int, default=2000)
     parser.add_argument("--benchmark-size", type=int, default=128, help="pixels of the generated benchmark's images")
     parser.add_argument("--split-fractions", type=float, nargs=3, default=[0.5, 0.1, 0.4],
