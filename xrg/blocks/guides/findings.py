@@ -41,10 +41,11 @@ section 15: Atelectasis at the head's F1; level on three-seed means, which the d
 confusions set).
 
 `shared_states` factors each token as an observation's own slot embedding plus one present / absent
-(/ uncertain) embedding shared by all observations, instead of an independent pair per observation.
+(/ uncertain) embedding shared by all observations, instead of an independent pair per observation,
 so a decoder can learn what "present" means once, from the common findings, and each slot only has
-to say which observation it is (section 15: a short fit still confuses some rare observations'
-tokens with it; level on three-seed means).
+to say which observation it is. With full label balancing neither option moves the three-seed means
+(section 15); with square-root balancing the two together make the findings-first recipe read every
+token in every seed and combine the findings it is told (section 16), and that recipe sets both.
 """
 
 from __future__ import annotations
