@@ -5,8 +5,9 @@ RaDialog trains its LLM; the batch's `stated_labels` where the data left finding
 training reports, `ReportDataModule(drop_finding_sentences)`), so the decoder learns to trust it;
 at test time it is always the head's prediction. The head reads the image encoder's features
 (before any aligner). With `tokens`, one memory token per observation, `p * present_k + (1 - p) *
-absent_k` with learned embeddings, tells a decoder without a prompt (the transformer decoder) the same thing. With `loss_weight` > 0 the
-head also trains here, on the batch's labels (its own BCE), instead of only in its own stage.
+absent_k` with learned embeddings, tells a decoder without a prompt (the transformer decoder) the
+same thing. With `loss_weight` > 0 the head also trains here, on the batch's labels (its own BCE),
+instead of only in its own stage.
 
 Two options close the gap between what the decoder learns from and what it reads at test time
 (docs/quality.md): `decision_tokens` makes the tokens state the head's decisions (0 or 1 at its
