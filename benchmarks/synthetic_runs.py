@@ -25,6 +25,7 @@ from xrg.data import ReportDataModule
 from xrg.data.datamodule import SyntheticBenchmark
 from xrg.data.jsonl import write_atomic
 from xrg.data.labels import CHEXPERT_LABELS
+from xrg.data.studies import ImagePreparation
 from xrg.metrics.ce import label_texts, per_label_report
 from xrg.metrics.report import ReportMetrics
 
@@ -84,11 +85,21 @@ def data_overrides(a) -> list[str]:
             f"--data.init_args.max_views={a.views}"]
 
 
-def datamodule(a, batch_size: int = 64, predict_split: str = "test") -> ReportDataModule:
+PREPARATION = ("image_size", "resize", "mean", "std", "preprocessing", "image_window", "detail_channel")
+
+
+def datamodule(a, batch_size: int = 64, predict_split: str = "test", checkpoint: Path | None = None) -> ReportDataModule:
+    """The benchmark's studies; with `checkpoint`, its images prepared as that checkpoint's data module
+    prepared its validation images (size, normalisation, detail channel: a fit may override
+    `--image-size`), else at `--image-size` with xrg's defaults."""
     benchmark = SyntheticBenchmark(root=a.root, num_studies=a.num_studies, seed=0, views=2,
                                    image_size=a.benchmark_size, split_fractions=tuple(a.split_fractions))
-    dm = ReportDataModule(synthetic=benchmark, image_size=a.image_size, resize=a.image_size + a.image_size // 8,
-                          max_views=a.views, batch_size=batch_size, predict_split=predict_split)
+    images = {"image_size": a.image_size, "resize": a.image_size + a.image_size // 8}
+    if checkpoint is not None:
+        own = ImagePreparation.from_checkpoint(torch.load(checkpoint, map_location="cpu", weights_only=True), str(checkpoint))
+        images = {name: getattr(own, name) for name in PREPARATION}
+    dm = ReportDataModule(synthetic=benchmark, **images, max_views=a.views, batch_size=batch_size,
+                          predict_split=predict_split)
     dm.prepare_data()
     dm.setup("test")
     return dm
@@ -124,7 +135,7 @@ def choose_decoding(checkpoint: Path, a, candidates=DECODINGS, batch_size: int =
     for settings in candidates:
         for name, value in (own | settings).items():  # each candidate from the recipe's own settings
             setattr(model.decoder, name, value)
-        rows = [row for batch in trainer.predict(model, datamodule=datamodule(a, batch_size, "val")) for row in batch]
+        rows = [row for batch in trainer.predict(model, datamodule=datamodule(a, batch_size, "val", checkpoint)) for row in batch]
         metrics = ReportMetrics(meteor=False, nlg=False)
         metrics.update([row["generated"] for row in rows], [row["reference"] for row in rows])
         tried.append((settings, round(float(metrics.compute()["ce/chexpert-rules/macro14/f1"]), 4)))
@@ -142,9 +153,9 @@ def test_scores(checkpoint: Path, a, keys=CE_AND_NLG, batch_size: int = 32, per_
         setattr(model.decoder, name, value)
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     if not per_finding:
-        (scores,) = trainer.test(model, datamodule=datamodule(a, batch_size), verbose=False)
+        (scores,) = trainer.test(model, datamodule=datamodule(a, batch_size, checkpoint=checkpoint), verbose=False)
         return {key: round(float(scores[f"test/{key}"]), 4) for key in keys if f"test/{key}" in scores}
-    rows = [row for batch in trainer.predict(model, datamodule=datamodule(a, batch_size)) for row in batch]
+    rows = [row for batch in trainer.predict(model, datamodule=datamodule(a, batch_size, checkpoint=checkpoint)) for row in batch]
     generated, references = [row["generated"] for row in rows], [row["reference"] for row in rows]
     metrics = ReportMetrics(meteor=False)
     metrics.update(generated, references)

@@ -49,6 +49,7 @@ COMMAND_LINES = [
     ("augmentation-typo", ["--data.random_affine={degree: 3}"], ["random_affine", "'degree'", "RandomAffine"]),
     ("finding-dropout-of-one", ["--data.drop_finding_sentences=1.0"],
      ["drop_finding_sentences is a probability below 1", "got 1.0"]),
+    ("detail-window-even", ["--data.detail_channel=8"], ["detail_channel is an odd window width in pixels", "got 8"]),
     ("images-outside-predict", ["--images=x.png"], ["--images and --explain belong to `xrg predict`"]),
 ]
 

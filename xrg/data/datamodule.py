@@ -17,7 +17,7 @@ from xrg.data.dataset import BadStudyPolicy, ReportDataset, collate_studies
 from xrg.data.errors import DataError
 from xrg.data.loader import EpochShuffle, LabelBalancedShuffle, LongestFirst, StudyLoader, default_seed
 from xrg.data.sentence_order import SentenceOrder, sentence_orderer
-from xrg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, augmentations, build_transform
+from xrg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, DetailChannel, Preprocessing, augmentations, build_transform
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ class ReportDataModule(L.LightningDataModule):
     uses hi-ml-multimodal's own transform instead (BioViL / BioViL-T; see `build_transform`).
     `random_affine` / `color_jitter` augment the training images with torchvision's transforms of
     those names (their keyword arguments, e.g. `random_affine: {degrees: 3, scale: [0.92, 1.05]}`).
+    `detail_channel: 9` makes every image's second channel its detail over a 9-pixel window
+    (`xrg.data.transforms.DetailChannel`): small faint findings for a backbone trained from scratch.
 
     `image_window=(low, high)` maps those pixel values to black and white for every image; by
     default 8-bit images keep their values and 16/32-bit images are windowed to their own range
@@ -102,6 +104,7 @@ class ReportDataModule(L.LightningDataModule):
         horizontal_flip: bool = False,
         random_affine: dict[str, Any] | None = None,
         color_jitter: dict[str, Any] | None = None,
+        detail_channel: int | None = None,
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         preprocessing: Preprocessing = "r2gen",
@@ -129,6 +132,8 @@ class ReportDataModule(L.LightningDataModule):
         if not 0.0 <= drop_finding_sentences < 1.0:
             raise ValueError(f"drop_finding_sentences is a probability below 1, got {drop_finding_sentences}")
         augmentations(random_affine, color_jitter)  # a misspelt argument fails here, not at the first batch
+        if detail_channel is not None:
+            DetailChannel(detail_channel)  # ... and so does a bad window
         self.save_hyperparameters()
         if isinstance(synthetic, SyntheticBenchmark):
             # Plain values in the checkpoint: a module built in Python (a notebook) otherwise
@@ -181,6 +186,7 @@ class ReportDataModule(L.LightningDataModule):
                 train=split == "train", image_size=hp.image_size, resize=hp.resize,
                 horizontal_flip=hp.horizontal_flip, mean=tuple(hp.mean), std=tuple(hp.std),
                 preprocessing=hp.preprocessing, random_affine=hp.random_affine, color_jitter=hp.color_jitter,
+                detail_channel=hp.detail_channel,
             )
             self.datasets[split] = ReportDataset(
                 annotation[split], image_dir, transform, self.train_cleaner if split == "train" else self.cleaner,

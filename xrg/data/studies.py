@@ -41,6 +41,7 @@ class ImagePreparation:
     preprocessing: Preprocessing = "r2gen"
     image_window: tuple[float, float] | None = None
     max_views: int = 2
+    detail_channel: int | None = None
 
     @classmethod
     def from_hparams(cls, hparams: dict[str, Any] | None) -> "ImagePreparation":
@@ -61,7 +62,7 @@ class ImagePreparation:
 
     def transform(self):
         return build_transform(train=False, image_size=self.image_size, resize=self.resize, mean=self.mean,
-                               std=self.std, preprocessing=self.preprocessing)
+                               std=self.std, preprocessing=self.preprocessing, detail_channel=self.detail_channel)
 
     def read(self, path: str | Path, study_id: str | None = None) -> Image.Image:
         """One image file, read with this window; errors name the study when one is given."""
