@@ -91,7 +91,7 @@ def head_scores(checkpoint: Path, a) -> dict:
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     probs, labels = {}, {}
     for split in ("val", "test"):
-        dm = datamodule(a, predict_split=split, checkpoint=checkpoint)
+        dm = datamodule(a, predict_split=split, preparation=model.preparation)
         rows = [row for batch in trainer.predict(model, datamodule=dm) for row in batch]
         names = model.findings.label_names
         probs[split] = torch.tensor([[row["findings_probs"][n] for n in names] for row in rows])

@@ -14,6 +14,7 @@ import argparse
 import json
 import resource
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
@@ -85,19 +86,16 @@ def data_overrides(a) -> list[str]:
             f"--data.init_args.max_views={a.views}"]
 
 
-PREPARATION = ("image_size", "resize", "mean", "std", "preprocessing", "image_window", "detail_channel")
-
-
-def datamodule(a, batch_size: int = 64, predict_split: str = "test", checkpoint: Path | None = None) -> ReportDataModule:
-    """The benchmark's studies; with `checkpoint`, its images prepared as that checkpoint's data module
-    prepared its validation images (size, normalisation, detail channel: a fit may override
+def datamodule(a, batch_size: int = 64, predict_split: str = "test",
+               preparation: ImagePreparation | None = None) -> ReportDataModule:
+    """The benchmark's studies; with a loaded checkpoint's `preparation`, its images prepared as its
+    data module prepared its validation images (size, normalisation, detail channel: a fit may override
     `--image-size`), else at `--image-size` with xrg's defaults."""
     benchmark = SyntheticBenchmark(root=a.root, num_studies=a.num_studies, seed=0, views=2,
                                    image_size=a.benchmark_size, split_fractions=tuple(a.split_fractions))
     images = {"image_size": a.image_size, "resize": a.image_size + a.image_size // 8}
-    if checkpoint is not None:
-        own = ImagePreparation.from_checkpoint(torch.load(checkpoint, map_location="cpu", weights_only=True), str(checkpoint))
-        images = {name: getattr(own, name) for name in PREPARATION}
+    if preparation is not None:
+        images = {name: value for name, value in asdict(preparation).items() if name != "max_views"}
     dm = ReportDataModule(synthetic=benchmark, **images, max_views=a.views, batch_size=batch_size,
                           predict_split=predict_split)
     dm.prepare_data()
@@ -135,7 +133,7 @@ def choose_decoding(checkpoint: Path, a, candidates=DECODINGS, batch_size: int =
     for settings in candidates:
         for name, value in (own | settings).items():  # each candidate from the recipe's own settings
             setattr(model.decoder, name, value)
-        rows = [row for batch in trainer.predict(model, datamodule=datamodule(a, batch_size, "val", checkpoint)) for row in batch]
+        rows = [row for batch in trainer.predict(model, datamodule=datamodule(a, batch_size, "val", model.preparation)) for row in batch]
         metrics = ReportMetrics(meteor=False, nlg=False)
         metrics.update([row["generated"] for row in rows], [row["reference"] for row in rows])
         tried.append((settings, round(float(metrics.compute()["ce/chexpert-rules/macro14/f1"]), 4)))
@@ -153,9 +151,9 @@ def test_scores(checkpoint: Path, a, keys=CE_AND_NLG, batch_size: int = 32, per_
         setattr(model.decoder, name, value)
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     if not per_finding:
-        (scores,) = trainer.test(model, datamodule=datamodule(a, batch_size, checkpoint=checkpoint), verbose=False)
+        (scores,) = trainer.test(model, datamodule=datamodule(a, batch_size, preparation=model.preparation), verbose=False)
         return {key: round(float(scores[f"test/{key}"]), 4) for key in keys if f"test/{key}" in scores}
-    rows = [row for batch in trainer.predict(model, datamodule=datamodule(a, batch_size, checkpoint=checkpoint)) for row in batch]
+    rows = [row for batch in trainer.predict(model, datamodule=datamodule(a, batch_size, preparation=model.preparation)) for row in batch]
     generated, references = [row["generated"] for row in rows], [row["reference"] for row in rows]
     metrics = ReportMetrics(meteor=False)
     metrics.update(generated, references)
