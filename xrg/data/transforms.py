@@ -66,9 +66,10 @@ class DetailChannel:
     the image, so any 3-channel backbone reads both at no extra cost.
 
     A rib fracture or a pleural rim is a few pixels of faint contrast on a patient's shading that
-    varies far more; the detail channel shows them without it. On the synthetic benchmark a CNN
-    trained from scratch at 128 px learns both about an epoch sooner with it (docs/quality.md section
-    17). For models trained from scratch: a pretrained backbone expects colour in that channel.
+    varies far more; the detail channel shows them with that shading taken away. On the synthetic
+    benchmark a CNN trained from scratch at 128 px learns both about an epoch sooner with it
+    (docs/quality.md section 17). For models trained from scratch: a pretrained backbone expects
+    colour in that channel.
     """
 
     def __init__(self, window: int):
