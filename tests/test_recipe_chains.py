@@ -13,6 +13,7 @@ import inspect
 
 import pytest
 import yaml
+from test_recipes import _with
 
 import xrg.blocks  # noqa: F401  every block class, for short class paths
 import xrg.blocks.guides as guides
@@ -34,6 +35,8 @@ CHAINS = [  # (stage, the stage whose checkpoint it starts from)
     ("radalign/generate_mimic_cxr.yaml", "radalign/concepts_mimic_cxr.yaml"),
     ("mix/radialog_retrieval_synthetic.yaml", "radialog/qformer_synthetic.yaml"),
     ("unicrossadapter/synthetic.yaml", "unicrossadapter/clip_synthetic.yaml"),
+    ("mix/findings_transformer_synthetic.yaml + stages/frozen_findings_head.yaml",
+     "mix/findings_classifier_synthetic.yaml + data/pretraining_studies_4_epochs.yaml"),
 ]
 # Blocks a task keeps under another name than its argument: ContrastivePretraining's text encoder
 # lives inside its joint space.
@@ -74,7 +77,11 @@ def resolved(node):
 
 
 def model_args(recipe: str) -> dict:
-    return yaml.safe_load((RECIPES / recipe).read_text())["model"]["init_args"]
+    """A recipe's model arguments; `recipe + overlay` as `--config recipe --config overlay` merges them."""
+    args: dict = {}
+    for part in recipe.split(" + "):
+        args = _with(args, yaml.safe_load((RECIPES / part).read_text())["model"]["init_args"])
+    return args
 
 
 def guide_name(entry: dict) -> str:
@@ -127,3 +134,20 @@ def test_a_changed_block_is_caught():
     before["aligner"]["init_args"]["num_queries"] = 4
     assert block_config(args, "aligner")[0] != block_config(before, "aligner")[0]
     assert block_config(args, "guides.findings.head")[0] == block_config(before, "findings")[0]
+
+
+def data_args(recipe: str) -> dict:
+    args: dict = {}
+    for part in recipe.split(" + "):
+        args = _with(args, yaml.safe_load((RECIPES / part).read_text()).get("data", {}).get("init_args") or {})
+    return args
+
+
+@pytest.mark.parametrize(("stage", "previous"), CHAINS, ids=[c[0] for c in CHAINS])
+def test_chained_stages_prepare_images_alike(stage, previous):
+    """A block trained on images of one size, normalisation or detail channel reads others worse
+    (a fit that does it anyway is warned, `XrgTask.warn_if_prepared_otherwise`)."""
+    from xrg.data.studies import ImagePreparation
+
+    here, there = ImagePreparation.from_hparams(data_args(stage)), ImagePreparation.from_hparams(data_args(previous))
+    assert here == ImagePreparation(**{**vars(there), "max_views": here.max_views}), f"{stage} reads images otherwise than {previous}"

@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 STRATEGIES = sorted((REPO / "recipes" / "strategies").glob("*.yaml"))  # overlays, not recipes
 SCHEDULES = sorted((REPO / "recipes" / "schedules").glob("*.yaml"))
 DATA_OVERLAYS = sorted((REPO / "recipes" / "data").glob("*.yaml"))  # more studies, with their epochs
-OVERLAYS = STRATEGIES + SCHEDULES + DATA_OVERLAYS
+STAGES = sorted((REPO / "recipes" / "stages").glob("*.yaml"))  # a stage's start, e.g. a frozen pre-trained head
+OVERLAYS = STRATEGIES + SCHEDULES + DATA_OVERLAYS + STAGES
 RECIPES = sorted(set((REPO / "recipes").rglob("*.yaml")) - set(OVERLAYS))
 SYNTHETIC = [r for r in RECIPES if "synthetic" in r.name]
 

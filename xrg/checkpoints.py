@@ -51,7 +51,11 @@ def _why(error: Exception) -> str:
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict of a Lightning checkpoint, a plain torch state dict or a .safetensors file."""
-    checkpoint = read_checkpoint(path)
+    return state_dict_of(read_checkpoint(path), path)
+
+
+def state_dict_of(checkpoint: dict[str, Any], path: str | Path) -> dict[str, torch.Tensor]:
+    """The weights of a checkpoint dict `read_checkpoint(path)` returned."""
     state = checkpoint.get("state_dict", checkpoint)
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: 'state_dict' is a {type(state).__name__}, not a mapping of weights; {EXPECTED}")
@@ -78,9 +82,10 @@ def describe_mismatch(model: nn.Module, state: dict[str, Any]) -> str:
     return "; ".join(parts) or "the weights do not load"
 
 
-def load_block_weights(block: nn.Module, path: str | Path, prefix: str) -> None:
-    """Load the entries under `prefix.` of a checkpoint into `block`; every key must match."""
-    state = read_state_dict(path)
+def load_block_weights(block: nn.Module, path: str | Path, prefix: str, state: dict[str, torch.Tensor] | None = None) -> None:
+    """Load the entries under `prefix.` of a checkpoint into `block`; every key must match. `state`:
+    the checkpoint's weights, when the caller has read them already."""
+    state = read_state_dict(path) if state is None else state
     prefix = prefix.rstrip(".") + "."
     selected = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
     if not selected:

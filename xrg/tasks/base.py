@@ -20,7 +20,7 @@ from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from lightning.pytorch.utilities.parsing import _get_init_args
 
 from xrg.blocks.base import Block, VocabularyOwner
-from xrg.checkpoints import describe_mismatch, load_block_weights
+from xrg.checkpoints import describe_mismatch, load_block_weights, read_checkpoint, state_dict_of
 from xrg.data.errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -153,13 +153,34 @@ class XrgTask(L.LightningModule):
                                   f"{describe_mismatch(self, state_dict)}") from None
 
     def load_stage_init(self, init: StageInit) -> None:
+        checkpoint = read_checkpoint(init.checkpoint)  # once, however many blocks it gives
+        state = state_dict_of(checkpoint, init.checkpoint)
         for attribute, prefix in init.blocks.items():
             try:  # a dotted name reaches a block inside a block, e.g. "perception.joint"
                 block = self.get_submodule(attribute)
             except AttributeError:
                 raise ConfigError(f"init_from names block {attribute!r}, which this task does not have") from None
-            load_block_weights(block, init.checkpoint, prefix)
+            load_block_weights(block, init.checkpoint, prefix, state)
             log.info("initialised %s from %s [%s]", attribute, init.checkpoint, prefix)
+        self.warn_if_prepared_otherwise(checkpoint, init.checkpoint)
+
+    def warn_if_prepared_otherwise(self, checkpoint: dict, path: str) -> None:
+        """One line when this fit prepares images otherwise than the stage `init_from` starts from:
+        an encoder, all the more a frozen one, reads images of another size, normalisation or detail
+        channel worse than those it was trained on (a head trained at 128 px, read at 96 px)."""
+        from xrg.data.studies import ImagePreparation
+
+        then = checkpoint.get("datamodule_hyper_parameters")
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if not then or datamodule is None or not getattr(datamodule, "hparams", None):
+            return
+        before, now = ImagePreparation.from_hparams(then), ImagePreparation.from_hparams(dict(datamodule.hparams))
+        per_image = [name for name in ImagePreparation.__dataclass_fields__ if name != "max_views"]  # views: how many, not how
+        changed = [f"{name} {getattr(before, name)} -> {getattr(now, name)}" for name in per_image
+                   if getattr(before, name) != getattr(now, name)]
+        if changed:
+            log.warning("init_from %s: its blocks were trained on images prepared otherwise (%s); give the data "
+                        "module the same options unless that is meant", path, ", ".join(changed))
 
     def parameter_groups(self) -> list[dict]:
         """Trainable parameters, with their own learning rate for blocks named in `block_lr`
