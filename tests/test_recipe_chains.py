@@ -76,12 +76,16 @@ def resolved(node):
     return {"class_path": name, "init_args": args}
 
 
-def model_args(recipe: str) -> dict:
-    """A recipe's model arguments; `recipe + overlay` as `--config recipe --config overlay` merges them."""
+def init_args(recipe: str, section: str) -> dict:
+    """A recipe's `model` or `data` init args; `recipe + overlay` merges them as `--config recipe --config overlay` does."""
     args: dict = {}
     for part in recipe.split(" + "):
-        args = _with(args, yaml.safe_load((RECIPES / part).read_text())["model"]["init_args"])
+        args = _with(args, (yaml.safe_load((RECIPES / part).read_text()).get(section) or {}).get("init_args") or {})
     return args
+
+
+def model_args(recipe: str) -> dict:
+    return init_args(recipe, "model")
 
 
 def guide_name(entry: dict) -> str:
@@ -136,18 +140,11 @@ def test_a_changed_block_is_caught():
     assert block_config(args, "guides.findings.head")[0] == block_config(before, "findings")[0]
 
 
-def data_args(recipe: str) -> dict:
-    args: dict = {}
-    for part in recipe.split(" + "):
-        args = _with(args, yaml.safe_load((RECIPES / part).read_text()).get("data", {}).get("init_args") or {})
-    return args
-
-
 @pytest.mark.parametrize(("stage", "previous"), CHAINS, ids=[c[0] for c in CHAINS])
 def test_chained_stages_prepare_images_alike(stage, previous):
     """A block trained on images of one size, normalisation or detail channel reads others worse
     (a fit that does it anyway is warned, `XrgTask.warn_if_prepared_otherwise`)."""
     from xrg.data.studies import ImagePreparation
 
-    here, there = ImagePreparation.from_hparams(data_args(stage)), ImagePreparation.from_hparams(data_args(previous))
+    here, there = ImagePreparation.from_hparams(init_args(stage, "data")), ImagePreparation.from_hparams(init_args(previous, "data"))
     assert here == ImagePreparation(**{**vars(there), "max_views": here.max_views}), f"{stage} reads images otherwise than {previous}"
