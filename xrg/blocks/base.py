@@ -32,6 +32,10 @@ class Block(nn.Module):
         self._frozen = True
         self.eval()
 
+    @property
+    def is_frozen(self) -> bool:
+        return self._frozen
+
     def train(self, mode: bool = True) -> "Block":
         return super().train(mode and not self._frozen)
 

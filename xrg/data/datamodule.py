@@ -232,6 +232,22 @@ class ReportDataModule(L.LightningDataModule):
             raise DataError(f"{self.annotation_path}: no labels file, but the task needs training labels")
         return torch.tensor([dataset.labels[study.id] for study in dataset.studies], dtype=torch.float32)
 
+    def random_training_transforms(self) -> list[str]:
+        """What makes a study's training views differ between epochs; empty when they are the same
+        tensors every epoch (what `ReportGeneration(cache_frozen_features=true)` needs)."""
+        hp = self.hparams
+        varying = []
+        if hp.preprocessing == "r2gen" and hp.resize > hp.image_size:
+            varying.append(f"random crop (resize {hp.resize} > image_size {hp.image_size})")
+        varying += [name for name in ("horizontal_flip", "random_affine", "color_jitter") if getattr(hp, name)]
+        return varying
+
+    def in_order(self, split: str) -> StudyLoader:
+        """`split`'s studies in their order, in evaluation batches (its own transform: a training
+        split keeps its training preparation)."""
+        self._ensure_datasets()
+        return self._loader(split, train=False)
+
     def skipped_studies(self) -> dict[str, int]:
         return {split: len(ds.skipped) for split, ds in self.datasets.items()}
 

@@ -56,7 +56,11 @@ class ReportDataset(Dataset):
 
     With `drop_finding_sentences` p > 0 (training) each item's report leaves each finding it states
     out with probability p, and "stated_labels" [14] says what the report still states
-    (`xrg.data.finding_dropout`); "labels" stay the study's."""
+    (`xrg.data.finding_dropout`); "labels" stay the study's.
+
+    Studies in `features_held` come without "images": the model already holds their frozen
+    encoder's features (`ReportGeneration(cache_frozen_features=true)`, `xrg.tasks.feature_cache`),
+    so their files are not read again."""
 
     def __init__(
         self,
@@ -99,6 +103,7 @@ class ReportDataset(Dataset):
             self.reports.append(report)
             self.prior_reports.append(cleaner(study.prior.report) if study.prior else "")
         self.drop_finding_sentences = drop_finding_sentences
+        self.features_held: frozenset[str] = frozenset()
         self.stated: list[StatedSentences] | None = None
         if drop_finding_sentences > 0:
             if labels is None:
@@ -135,11 +140,12 @@ class ReportDataset(Dataset):
 
     def _item(self, index: int) -> dict[str, Any]:
         study = self.studies[index]
+        item = {"id": study.id, "report": self.reports[index], "indication": study.indication,
+                "prior_report": self.prior_reports[index]}
         try:
-            images = self._views(study, study.image_paths[: self.max_views])
-            item = {"id": study.id, "images": images, "report": self.reports[index],
-                    "indication": study.indication, "prior_report": self.prior_reports[index]}
-            if self.prior_views > 0:  # a study without a prior gets no views (masked out in the batch)
+            if study.id not in self.features_held:
+                item["images"] = images = self._views(study, study.image_paths[: self.max_views])
+            if self.prior_views > 0 and "images" in item:  # a study without a prior gets no views (masked out in the batch)
                 prior = study.prior.image_paths[: self.prior_views] if study.prior else ()
                 item["prior_images"] = self._views(study, prior) if prior else images[:0]
         except DataError as err:
@@ -179,20 +185,23 @@ def collate_studies(items: list[dict[str, Any]]) -> dict[str, Any]:
     items = [item for item in items if "error" not in item]
     if not items:
         return {"ids": [], "failed": failed}
-    shape = items[0]["images"].shape[1:]
-    images, view_mask = pad_views([item["images"] for item in items], shape)
     batch = {
         "ids": [item["id"] for item in items],
-        "images": images,
-        "view_mask": view_mask,
         "indications": [item.get("indication", "") for item in items],
         "prior_reports": [item.get("prior_report", "") for item in items],
         "failed": failed,
     }
+    with_images = sum("images" in item for item in items)
+    if with_images and with_images < len(items):  # the model holds all of a split's features or none
+        raise ValueError("collate_studies: a batch mixes studies with images and studies whose features the model holds")
+    if with_images:
+        shape = items[0]["images"].shape[1:]
+        batch["images"], batch["view_mask"] = pad_views([item["images"] for item in items], shape)
     if "report" in items[0]:  # studies from your own images have none
         batch["reports"] = [item["report"] for item in items]
     if "prior_images" in items[0]:
-        batch["prior_images"], batch["prior_view_mask"] = pad_views([item["prior_images"] for item in items], shape)
+        prior_shape = items[0]["prior_images"].shape[1:]
+        batch["prior_images"], batch["prior_view_mask"] = pad_views([item["prior_images"] for item in items], prior_shape)
     for key in ("labels", "stated_labels"):
         if key in items[0]:
             batch[key] = torch.stack([item[key] for item in items])

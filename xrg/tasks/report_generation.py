@@ -15,6 +15,10 @@ stashed in the batch. The objective is the decoder's token NLL plus the guides' 
 decoder with that probability, the guides' tokens staying: the decoder cannot write the common
 report from the image alone, so it learns to read what the guides' tokens say (a findings guide's
 present / absent tokens). The guides themselves always read the image.
+
+`cache_frozen_features` (off by default) encodes the training and validation studies once when a
+fit starts, if the image encoder is frozen and the training images do not vary between epochs, and
+keeps their features in memory: the loaders stop reading those images (`xrg.tasks.feature_cache`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from xrg.blocks.decoders.prompt import PromptBuilder, default_template
 from xrg.blocks.encoders.base import Features, ImageEncoder
 from xrg.blocks.guides.base import Encoded, Guide
 from xrg.tasks.base import XrgTask
+from xrg.tasks.feature_cache import FeatureCache, keep_frozen_features, release_frozen_features
 
 
 def append_tokens(memory: Features, tokens: torch.Tensor) -> Features:
@@ -58,6 +63,7 @@ class ReportGeneration(XrgTask):
         clinical_efficacy: bool = True,
         model_metrics: list[str] | None = None,
         visual_token_dropout: float = 0.0,
+        cache_frozen_features: bool = False,
         **task_kwargs: Any,
     ) -> None:
         super().__init__(**task_kwargs)
@@ -84,6 +90,8 @@ class ReportGeneration(XrgTask):
         if not 0.0 <= visual_token_dropout < 1.0:
             raise ValueError(f"visual_token_dropout is a probability below 1, got {visual_token_dropout}")
         self.visual_token_dropout = visual_token_dropout
+        self.cache_frozen_features = cache_frozen_features
+        self._feature_cache: FeatureCache | None = None
         self.bind_widths()
         self.generate_in_validation = generate_in_validation
         self._metric_flags = {"nlg": nlg_metrics, "meteor": meteor, "clinical_efficacy": clinical_efficacy}
@@ -131,12 +139,21 @@ class ReportGeneration(XrgTask):
     # --- the forward pass -----------------------------------------------------------------
     def see(self, images: torch.Tensor, view_mask: torch.Tensor | None) -> tuple[Features, Features]:
         """(image encoder features, aligned memory) of views; also serves a prior study's views."""
-        visual = self.image_encoder(images, view_mask)
+        return self.align(self.image_encoder(images, view_mask))
+
+    def see_batch(self, batch: dict[str, Any]) -> tuple[Features, Features]:
+        """`see` a batch's views, or read the features `cache_frozen_features` keeps when its loader
+        read no images."""
+        if "images" in batch or self._feature_cache is None:
+            return self.see(batch["images"], batch.get("view_mask"))
+        return self.align(self._feature_cache.features(batch["ids"], self.device))
+
+    def align(self, visual: Features) -> tuple[Features, Features]:
         return visual, self.aligner(visual) if self.aligner is not None else visual
 
     def encode(self, batch: dict[str, Any], with_loss: bool = True, until: str | None = None) -> Encoded:
         """Image encoder, aligner, then each guide in order (stopping before guide `until`)."""
-        visual, memory = self.see(batch["images"], batch.get("view_mask"))
+        visual, memory = self.see_batch(batch)
         if not self.visual_tokens:
             memory = memory._replace(tokens=memory.tokens[:, :0], mask=None if memory.mask is None else memory.mask[:, :0])
         encoded = Encoded(batch, visual, memory, with_loss=with_loss, training=self.training,
@@ -211,7 +228,15 @@ class ReportGeneration(XrgTask):
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
+        if self.cache_frozen_features:  # before the guides start: a retrieval index reads the kept features too
+            self._feature_cache = keep_frozen_features(self)
         self._start()
+
+    def teardown(self, stage: str) -> None:
+        super().teardown(stage)
+        if self._feature_cache is not None:
+            release_frozen_features(self)
+            self._feature_cache = None
 
     def on_validation_epoch_start(self) -> None:
         # Not `on_validation_start`: a weight-averaging callback swaps its averaged weights in at

@@ -158,7 +158,7 @@ class PredictedFindings(Guide):
                 continue
             keys.append(study_keys(batch["ids"]))
             batch = task.transfer_batch_to_device(batch, task.device, 0)
-            visual, _ = task.see(batch["images"], batch.get("view_mask"))
+            visual, _ = task.see_batch(batch)
             probs.append(self.head(visual).sigmoid().float().cpu())
             labels.append(select_labels(batch["labels"], self.head.label_names).float().cpu())
         if not probs:

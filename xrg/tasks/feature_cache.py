@@ -1,0 +1,97 @@
+"""A frozen image encoder's features, computed once per fit (`ReportGeneration(cache_frozen_features=true)`).
+
+A frozen encoder (`frozen: [image_encoder]`, eval mode for good) maps a study's views to the same
+features every epoch when its training images do not vary between epochs (no random crop, flip or
+augmentation). Re-reading the images and re-running the encoder is then wasted, and over a small
+decoder it is most of a CPU step (two thirds at 128 px for the findings-first writer, docs/quality.md
+section 19). So when the fit starts, the training and validation studies are encoded once, their
+features are kept in memory (on the CPU), and those splits' loaders stop reading their images; the
+task reads the kept features instead (`ReportGeneration.see_batch`). Memory: studies x views x tokens
+x width x 4 bytes (7,200 studies of 2 views of 16 tokens x 96: 88 MB). Test and predict read images.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from xrg.blocks.base import Features
+from xrg.data.errors import ConfigError
+
+log = logging.getLogger(__name__)
+CACHED_SPLITS = ("train", "val")
+
+
+class FeatureCache:
+    """Study id -> its encoder features (the tokens of its real views, its pooled vector)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.tokens_per_view = 0
+
+    @torch.no_grad()
+    def fill(self, encoder, loader, device: torch.device) -> None:
+        for batch in loader:
+            view_mask = batch["view_mask"].to(device)
+            features = encoder(batch["images"].to(device), view_mask)
+            self.tokens_per_view = features.tokens.shape[1] // features.views
+            for i, study_id in enumerate(batch["ids"]):
+                real = int(view_mask[i].sum()) * self.tokens_per_view  # a study's real views come first
+                self.rows[study_id] = (features.tokens[i, :real].cpu().clone(), features.pooled[i].cpu().clone())
+
+    def features(self, ids: list[str], device: torch.device) -> Features:
+        """What the encoder gives for these studies' views batched together (padded views masked)."""
+        missing = [i for i in ids if i not in self.rows]
+        if missing:
+            raise KeyError(f"cache_frozen_features holds no features for study {missing[0]!r}")
+        rows = [self.rows[i] for i in ids]
+        per_view = self.tokens_per_view
+        views = max(1, max(tokens.shape[0] for tokens, _ in rows) // per_view)
+        width = rows[0][0].shape[-1]
+        tokens = rows[0][0].new_zeros(len(rows), views * per_view, width)
+        mask = torch.zeros(len(rows), views * per_view, dtype=torch.bool)
+        for b, (study_tokens, _) in enumerate(rows):
+            tokens[b, : len(study_tokens)] = study_tokens
+            mask[b, : len(study_tokens)] = True
+        pooled = torch.stack([row_pooled for _, row_pooled in rows])
+        return Features(tokens.to(device), pooled.to(device), mask.to(device), views)
+
+    def megabytes(self) -> float:
+        return sum(t.numel() * t.element_size() + p.numel() * p.element_size() for t, p in self.rows.values()) / 2**20
+
+
+def keep_frozen_features(task) -> FeatureCache:
+    """Encode the fit's training and validation studies once; their loaders then read no images.
+    Refuses, in one line, a fit where a kept feature would differ from the one a step computes."""
+    encoder = task.image_encoder
+    if not encoder.is_frozen:
+        raise ConfigError("cache_frozen_features: the image encoder trains in this fit; freeze it "
+                          "(`frozen: [image_encoder]`) or drop the option")
+    datamodule = getattr(task.trainer, "datamodule", None)
+    if not hasattr(datamodule, "random_training_transforms"):
+        raise ConfigError("cache_frozen_features needs xrg's ReportDataModule, whose loaders can leave images unread")
+    varying = datamodule.random_training_transforms()
+    if varying:
+        raise ConfigError(f"cache_frozen_features: the training images vary between epochs ({', '.join(varying)}), "
+                          "so a kept feature would be one draw of them; drop those data options or the cache")
+    if datamodule.hparams.prior_views:
+        raise ConfigError("cache_frozen_features: prior studies' views (prior_views > 0) are encoded every step; "
+                          "drop one of the two")
+    cache = FeatureCache()
+    with torch.random.fork_rng(devices=[]):  # the fit draws the same random numbers with or without the cache
+        for split in CACHED_SPLITS:
+            cache.fill(encoder, datamodule.in_order(split), task.device)
+    held = frozenset(cache.rows)
+    for split in CACHED_SPLITS:
+        datamodule.datasets[split].features_held = held
+    log.info("cache_frozen_features: %d studies' image features kept (%.0f MB); their images are not read again",
+             len(held), cache.megabytes())
+    return cache
+
+
+def release_frozen_features(task) -> None:
+    """The splits read their images again (a later validate or fit of another model needs them)."""
+    datamodule = getattr(task.trainer, "datamodule", None)
+    for dataset in getattr(datamodule, "datasets", {}).values():
+        dataset.features_held = frozenset()
