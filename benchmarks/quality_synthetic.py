@@ -29,9 +29,12 @@ RUNS = {  # name: its stages (recipe, extra overrides); a later stage starts fro
     # about the same steps over 6,000 more training studies (the benchmark's val and test unchanged; section 14)
     "findings_transformer_more_studies": [(RECIPES / "mix" / "findings_transformer_synthetic.yaml",
                                            ("--config", str(RECIPES / "data" / "more_studies_6_epochs.yaml")))],
-    # the writer over a findings head pre-trained alone on 24,000 more studies at 128 px, frozen (section 18)
+    # the writer over a findings head pre-trained alone on 24,000, then 48,000 more studies at 128 px,
+    # frozen, its features kept once per fit (sections 18-19)
     "findings_transformer_pretrained_head": [
         (RECIPES / "mix" / "findings_classifier_synthetic.yaml", ("--config", str(RECIPES / "data" / "pretraining_studies_4_epochs.yaml"))),
+        (RECIPES / "mix" / "findings_classifier_synthetic.yaml", ("--config", str(RECIPES / "data" / "pretraining_studies_4_epochs.yaml"),
+                                                                  "--config", str(RECIPES / "stages" / "continued_findings_head.yaml"))),
         (RECIPES / "mix" / "findings_transformer_synthetic.yaml", ("--config", str(RECIPES / "data" / "more_studies_6_epochs.yaml"),
                                                                    "--config", str(RECIPES / "stages" / "frozen_findings_head.yaml")))],
     "r2gen": [(RECIPES / "r2gen" / "synthetic.yaml", ())],

@@ -37,6 +37,8 @@ CHAINS = [  # (stage, the stage whose checkpoint it starts from)
     ("unicrossadapter/synthetic.yaml", "unicrossadapter/clip_synthetic.yaml"),
     ("mix/findings_transformer_synthetic.yaml + stages/frozen_findings_head.yaml",
      "mix/findings_classifier_synthetic.yaml + data/pretraining_studies_4_epochs.yaml"),
+    ("mix/findings_classifier_synthetic.yaml + data/pretraining_studies_4_epochs.yaml + stages/continued_findings_head.yaml",
+     "mix/findings_classifier_synthetic.yaml + data/pretraining_studies_4_epochs.yaml"),
 ]
 # Blocks a task keeps under another name than its argument: ContrastivePretraining's text encoder
 # lives inside its joint space.
