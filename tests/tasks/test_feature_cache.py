@@ -38,13 +38,14 @@ def task(cache: bool, frozen=("image_encoder",)) -> ReportGeneration:
                             optimizer=lambda p: torch.optim.AdamW(p, lr=3e-3))
 
 
-def fit(model, root, tmp_path, **data) -> ReportDataModule:
+def fit(model, root, tmp_path, trainer_args=None, ckpt_path=None, **data) -> ReportDataModule:
     dm = ReportDataModule(annotation_path=str(root / "annotation.json"), labels_path=str(root / "labels.json"),
                           max_views=VIEWS, image_size=32, resize=data.pop("resize", 32), batch_size=4,
                           cleaning="none", **data)
-    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
-    trainer.fit(model, datamodule=dm)
+    trainer_args = {"max_epochs": 3, "enable_checkpointing": False, **(trainer_args or {})}
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path, **trainer_args)
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     return dm
 
 
@@ -78,6 +79,20 @@ def test_kept_features_train_the_same_weights_reading_each_image_once(data_root,
     assert not any(p.requires_grad for p in kept.image_encoder.parameters())
     assert all(not ds.features_held for ds in dm.datasets.values())  # a later validate reads images again
     assert kept._feature_cache is None
+
+
+def test_a_fit_resumed_mid_epoch_keeps_the_features_again_and_ends_as_an_uninterrupted_one(data_root, tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    full = task(cache=True)
+    fit(full, data_root, tmp_path / "full")
+    saved = ModelCheckpoint(dirpath=tmp_path / "checkpoints", save_last=True, save_top_k=0, every_n_train_steps=6)
+    fit(task(cache=True), data_root, tmp_path / "stopped", {"max_steps": 6, "callbacks": [saved], "enable_checkpointing": True})  # 4 steps an epoch
+    resumed = task(cache=True)
+    fit(resumed, data_root, tmp_path / "resumed", ckpt_path=str(tmp_path / "checkpoints" / "last.ckpt"))
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        if isinstance(a, torch.Tensor):
+            assert torch.equal(a, b), name
 
 
 def test_kept_features_equal_the_encoders_own(data_root):
