@@ -17,6 +17,8 @@ import logging
 import torch
 
 from xrg.blocks.base import Features
+from xrg.blocks.encoders.base import view_token_mask
+from xrg.data.dataset import pad_views
 from xrg.data.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -24,38 +26,32 @@ CACHED_SPLITS = ("train", "val")
 
 
 class FeatureCache:
-    """Study id -> its encoder features (the tokens of its real views, its pooled vector)."""
+    """Study id -> its encoder features: its real views' tokens `[v, n, D]`, its pooled vector `[D]`."""
 
     def __init__(self) -> None:
         self.rows: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.tokens_per_view = 0
 
     @torch.no_grad()
     def fill(self, encoder, loader, device: torch.device) -> None:
         for batch in loader:
             view_mask = batch["view_mask"].to(device)
             features = encoder(batch["images"].to(device), view_mask)
-            self.tokens_per_view = features.tokens.shape[1] // features.views
+            per_view = features.tokens.unflatten(1, (features.views, -1))  # [B, V, n, D]
             for i, study_id in enumerate(batch["ids"]):
-                real = int(view_mask[i].sum()) * self.tokens_per_view  # a study's real views come first
-                self.rows[study_id] = (features.tokens[i, :real].cpu().clone(), features.pooled[i].cpu().clone())
+                real = int(view_mask[i].sum())  # a study's real views come first
+                self.rows[study_id] = (per_view[i, :real].cpu().clone(), features.pooled[i].cpu().clone())
 
     def features(self, ids: list[str], device: torch.device) -> Features:
-        """What the encoder gives for these studies' views batched together (padded views masked)."""
+        """What the encoder gives for these studies' views batched together (padded views masked),
+        laid out as `ImageEncoder.forward` lays them."""
         missing = [i for i in ids if i not in self.rows]
         if missing:
             raise KeyError(f"cache_frozen_features holds no features for study {missing[0]!r}")
-        rows = [self.rows[i] for i in ids]
-        per_view = self.tokens_per_view
-        views = max(1, max(tokens.shape[0] for tokens, _ in rows) // per_view)
-        width = rows[0][0].shape[-1]
-        tokens = rows[0][0].new_zeros(len(rows), views * per_view, width)
-        mask = torch.zeros(len(rows), views * per_view, dtype=torch.bool)
-        for b, (study_tokens, _) in enumerate(rows):
-            tokens[b, : len(study_tokens)] = study_tokens
-            mask[b, : len(study_tokens)] = True
-        pooled = torch.stack([row_pooled for _, row_pooled in rows])
-        return Features(tokens.to(device), pooled.to(device), mask.to(device), views)
+        stacks = [self.rows[i][0] for i in ids]
+        tokens, view_mask = pad_views(stacks, stacks[0].shape[1:])  # [B, V, n, D], [B, V]
+        pooled = torch.stack([self.rows[i][1] for i in ids])
+        mask = view_token_mask(view_mask, tokens.shape[2])
+        return Features(tokens.flatten(1, 2).to(device), pooled.to(device), mask.to(device), tokens.shape[1])
 
     def megabytes(self) -> float:
         return sum(t.numel() * t.element_size() + p.numel() * p.element_size() for t, p in self.rows.values()) / 2**20

@@ -51,8 +51,12 @@ class ImageEncoder(Block, ABC):
             view_mask = torch.ones(batch, views, dtype=torch.bool, device=images.device)
         weights = view_mask.to(pooled.dtype).unsqueeze(-1)
         pooled = (pooled * weights).sum(1) / weights.sum(1).clamp_min(1)
-        token_mask = view_mask.unsqueeze(-1).expand(-1, -1, tokens.shape[2]).flatten(1)
-        return Features(tokens.flatten(1, 2), pooled, token_mask, views)
+        return Features(tokens.flatten(1, 2), pooled, view_token_mask(view_mask, tokens.shape[2]), views)
+
+
+def view_token_mask(view_mask: torch.Tensor, tokens_per_view: int) -> torch.Tensor:
+    """view_mask `[B, V]` -> the mask `[B, V*n]` of the views' tokens laid side by side."""
+    return view_mask.unsqueeze(-1).expand(-1, -1, tokens_per_view).flatten(1)
 
 
 class TextEncoder(Block, ABC):
