@@ -20,6 +20,7 @@ from xrg.blocks.base import Features
 from xrg.blocks.encoders.base import view_token_mask
 from xrg.data.dataset import pad_views
 from xrg.data.errors import ConfigError
+from xrg.progress import track
 
 log = logging.getLogger(__name__)
 CACHED_SPLITS = ("train", "val")
@@ -77,7 +78,9 @@ def keep_frozen_features(task) -> FeatureCache:
     cache = FeatureCache()
     with torch.random.fork_rng(devices=[]):  # the fit draws the same random numbers with or without the cache
         for split in CACHED_SPLITS:
-            cache.fill(encoder, datamodule.in_order(split), task.device)
+            batches = track(datamodule.in_order(split), f"keeping the frozen image encoder's features of the {split} studies",
+                            trainer=task.trainer)
+            cache.fill(encoder, batches, task.device)
     held = frozenset(cache.rows)
     for split in CACHED_SPLITS:
         datamodule.datasets[split].features_held = held
