@@ -22,6 +22,7 @@ from lightning.pytorch.cli import instantiate_module
 
 import xrg
 from xrg.data.labels import CHEXPERT_LABELS
+from xrg.data.jsonl import write_atomic
 from xrg.metrics.labeler import label_reports
 
 
@@ -93,10 +94,10 @@ def main() -> None:
     print(f"mean balanced accuracy over present findings: {mean_balanced:.3f} (chance 0.5)")
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"checkpoint": args.ckpt, "split": args.split, "studies": len(ids),
-                               "per_finding": table, "mean_balanced_accuracy": mean_balanced,
-                               "examples": [{"id": i, "generated": g} for i, g in list(zip(ids, generated))[:5]]},
-                              indent=2))
+    write_atomic(out, json.dumps({"checkpoint": args.ckpt, "split": args.split, "studies": len(ids),
+                                  "per_finding": table, "mean_balanced_accuracy": mean_balanced,
+                                  "examples": [{"id": i, "generated": g} for i, g in list(zip(ids, generated))[:5]]},
+                                 indent=2))
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ import torch
 from xrg.blocks.decoders import CausalLMDecoder, PromptBuilder
 from xrg.blocks.encoders.base import Features
 from xrg.data.labels import CHEXPERT_LABELS
+from xrg.data.jsonl import write_atomic
 from xrg.data.loader import LongestFirst
 from xrg.data.synthetic.findings import sample_findings
 from xrg.data.synthetic.reports import write_report
@@ -209,7 +210,7 @@ def main() -> None:
              "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None}
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"generation_speed_{args.device}_{size}.json"
-    out.write_text(json.dumps({"setup": setup, "results": results}, indent=1) + "\n")
+    write_atomic(out, json.dumps({"setup": setup, "results": results}, indent=1) + "\n")
     print(f"\n{size} Llama on {args.device}, {len(rows)} studies, batch {args.batch_size}, prompts "
           f"{min(prompt_tokens)}-{max(prompt_tokens)} tokens, {args.max_new_tokens} new tokens ({setup['timing']})")
     print("| variant | reports/s | tokens/s | x plain | mean padded prompt | padding | first pass s (wall) | reports differing |")

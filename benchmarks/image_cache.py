@@ -28,6 +28,7 @@ from PIL import Image
 
 from xrg.data.image_cache import build_cache, resized
 from xrg.data.images import read_image
+from xrg.data.jsonl import write_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO.parent / "shared" / "data" / "real_cxr" / "images"
@@ -89,7 +90,7 @@ def main() -> None:
     result = {"images": len(names), "input": f"{FULL[0]}x{FULL[1]} JPEG q95 from real_cxr", "rows": rows}
     out = REPO / "benchmarks" / "results" / "image_cache.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    write_atomic(out, json.dumps(result, indent=1) + "\n")
     print("| size | raw img/s/core | PNG cache img/s/core (x raw) | JPEG-95 cache img/s/core (x raw) | KB source / PNG / JPEG |")
     print("| --- | --- | --- | --- | --- |")
     for r in rows:

@@ -17,6 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
+from xrg.data.jsonl import write_atomic
 from xrg.metrics.labeler import label_reports
 from xrg.metrics.labeler.agreement import agreement, format_agreement
 
@@ -54,9 +55,7 @@ def main() -> None:
                     print(f"\n{row.get('id', '')}: {row['text']}\n   hand vs labeler: {wrong}")
     out = REPO / "benchmarks" / "results" / f"labeler_agreement_{args.tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=1))
-    tmp.replace(out)
+    write_atomic(out, json.dumps(results, indent=1))
     print(f"\nwrote {out}")
 
 

@@ -25,6 +25,7 @@ import lightning as L
 import torch
 
 from xrg.cli import main
+from xrg.data.jsonl import write_atomic
 from synthetic_runs import REPO
 
 
@@ -105,7 +106,7 @@ def run(argv: list[str] | None = None) -> int:
     result = {"recipe": a.recipe, "steps": a.steps, "num_studies": a.num_studies, "losses": losses}
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(result, indent=1))
+        write_atomic(Path(a.out), json.dumps(result, indent=1))
     print(json.dumps(result))
     return 0
 

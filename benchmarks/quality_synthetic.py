@@ -5,7 +5,9 @@
 Each run is one recipe (with its own epochs unless `--epochs` says otherwise) fitted through `xrg fit`
 on synthetic_runs.py's benchmark (2,000 studies at 128 px, 1,000 training and 800 test studies), its
 checkpoint (the recipe's own monitor) scored on the test split, with each observation's CE F1; a run
-of several stages (UniCrossAdapter after its CLIP pre-training) chains them with `init_from`. The
+of several stages (UniCrossAdapter after its CLIP pre-training) chains them with `init_from`, each
+from the last epoch of the one before (as the stage recipes say: a pre-training stage's monitor, val
+AUC or loss on 200 studies, picks noisily, and its last epoch tests as well or better). The
 fit's CPU seconds (all stages) (this process and its children, all threads) are recorded beside it: the budget
 of docs/quality.md is 15 CPU minutes. Set the ceiling beside it with synthetic_ceiling.py.
 """
@@ -16,8 +18,8 @@ import argparse
 from pathlib import Path
 
 import torch
-from synthetic_runs import (REPO, Results, add_data_args, choose_decoding, fit, measured, print_per_finding, print_rows,
-                            run_from_command_line, test_scores)
+from synthetic_runs import (REPO, Results, add_data_args, choose_decoding, fit, last_checkpoint, measured, print_per_finding,
+                            print_rows, run_from_command_line, test_scores)
 
 RECIPES = REPO / "recipes"
 UNICROSS = RECIPES / "unicrossadapter"
@@ -48,14 +50,16 @@ RUNS = {  # name: its stages (recipe, extra overrides); a later stage starts fro
 
 
 def fit_stages(name: str, a) -> Path:
-    """Fit a run's stages in order, each from the previous one's checkpoint; the last checkpoint."""
+    """Fit a run's stages in order, each from the previous one's last epoch; the last stage's pick."""
     checkpoint = None
     for index, (recipe, extra) in enumerate(RUNS[name]):
         last = index == len(RUNS[name]) - 1
         epochs = [f"--trainer.max_epochs={a.epochs}"] if a.epochs and last else []
         chained = [f"--model.init_args.init_from.checkpoint={checkpoint}"] if checkpoint else []
-        checkpoint = fit(recipe, Path(a.workdir) / name / f"stage{index}", a, "--data.init_args.num_workers=0",
-                         *extra, *chained, *epochs, *(a.set if last else ()))
+        run = Path(a.workdir) / name / f"stage{index}"
+        checkpoint = fit(recipe, run, a, "--data.init_args.num_workers=0", *extra, *chained, *epochs, *(a.set if last else ()))
+        if not last:
+            checkpoint = last_checkpoint(run)
     return checkpoint
 
 

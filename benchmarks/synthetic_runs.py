@@ -109,6 +109,11 @@ def best_checkpoint(run: Path) -> Path:
     return max(found, key=lambda p: p.stat().st_mtime)
 
 
+def last_checkpoint(run: Path) -> Path:
+    """The newest `last*.ckpt` under `run`: the fit's last epoch, whatever its monitor picked."""
+    return max(run.rglob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+
+
 def fit(recipe: Path, run: Path, a, *extra: str) -> Path:
     """`xrg fit --config recipe` on the chosen benchmark, into `run`; returns its best checkpoint."""
     main(["fit", "--config", str(recipe), *data_overrides(a), f"--trainer.default_root_dir={run}",
