@@ -31,9 +31,14 @@ RECIPES = {
     "instruction_tuning": "radialog/instruct_synthetic.yaml",
     # a findings guide tuning its thresholds before validation: both ranks tune on the whole split
     "findings_thresholds": "mix/findings_transformer_synthetic.yaml",
+    # a frozen encoder's features kept: each rank encodes half the studies, then both hold them all
+    "kept_features": "mix/findings_transformer_synthetic.yaml",
 }
 # the benchmark made below; label-balanced epochs run on one process only
-EXTRA = {"findings_thresholds": ["--data.init_args.synthetic.image_size=256", "--data.init_args.label_balance=0.0"]}
+EXTRA = {"findings_thresholds": ["--data.init_args.synthetic.image_size=256", "--data.init_args.label_balance=0.0"],
+         "kept_features": ["--data.init_args.synthetic.image_size=256", "--data.init_args.label_balance=0.0",
+                           "--model.init_args.cache_frozen_features=true", "--model.init_args.frozen=[image_encoder]",
+                           "--data.init_args.resize=96"]}
 if os.environ.get("XRG_DDP_TASKS"):  # a subset, comma-separated (benchmarks/mutation.py runs the kind it mutates)
     RECIPES = {kind: RECIPES[kind] for kind in os.environ["XRG_DDP_TASKS"].split(",")}
 WITH_INDEX = {"report_generation", "concept_alignment"}
@@ -42,6 +47,7 @@ WITH_INDEX = {"report_generation", "concept_alignment"}
 NUM_STUDIES, SPLITS = 50, (0.48, 0.26, 0.26)
 TEST_STUDIES = int(NUM_STUDIES * SPLITS[2])
 VAL_STUDIES = int(NUM_STUDIES * SPLITS[1])
+TRAIN_STUDIES = NUM_STUDIES - TEST_STUDIES - VAL_STUDIES
 
 
 def _free_port() -> int:
@@ -72,7 +78,10 @@ def _worker(rank: int, port: int, root: str, tmp: str) -> None:
     from xrg.blocks.guides import findings as findings_guide
     from xrg.tasks import contrastive, findings
 
-    builds, scored, aucs, tuned, recalls = [], [], [], [], []
+    from xrg.tasks.feature_cache import FeatureCache
+
+    builds, scored, aucs, tuned, recalls, encoded = [], [], [], [], [], []
+    _count_calls(FeatureCache, "gather", encoded, lambda cache: sorted(cache.rows))  # this rank's share
     _count_calls(findings_guide, "best_f1_thresholds", tuned, lambda probs, *a, **k: probs.shape[0])
     _count_calls(lifecycle, "build_index", builds)
     _count_calls(PairedTextMetric, "_score", scored, lambda metric: len(metric.texts()[0]))
@@ -80,7 +89,7 @@ def _worker(rank: int, port: int, root: str, tmp: str) -> None:
     _count_calls(contrastive, "retrieval_recall", recalls, lambda images, *a, **k: images.shape[0])
     results = {}
     for kind, recipe in RECIPES.items():
-        del builds[:], scored[:], aucs[:], tuned[:], recalls[:]
+        del builds[:], scored[:], aucs[:], tuned[:], recalls[:], encoded[:]
         cli = run_lightning_cli([
             "fit", "--config", str(REPO / "recipes" / recipe), "--trainer.accelerator=cpu", "--trainer.devices=2",
             "--trainer.strategy=ddp", "--trainer.max_steps=1", "--trainer.max_epochs=1",
@@ -98,7 +107,7 @@ def _worker(rank: int, port: int, root: str, tmp: str) -> None:
         guide = dict(getattr(cli.model, "guides", {})).get("findings")
         thresholds = guide.thresholds.tolist() if getattr(guide, "tune_thresholds", False) else None
         results[kind] = {"metrics": metrics, "val": validated, "builds": len(builds), "scored": scored[:], "auc_rows": aucs[:],
-                         "thresholds": thresholds, "tuned_rows": tuned[:], "recall_rows": recalls[:]}
+                         "thresholds": thresholds, "tuned_rows": tuned[:], "recall_rows": recalls[:], "encoded": encoded[:]}
     Path(tmp, f"rank{rank}.json").write_text(json.dumps(results))
 
 
@@ -133,6 +142,9 @@ def test_every_task_kind_trains_and_scores_once_under_ddp(tmp_path: Path) -> Non
         if kind == "findings_thresholds":  # tuned on the whole validation split on both ranks, so alike
             assert first["tuned_rows"] == second["tuned_rows"] == [VAL_STUDIES], kind
             assert first["thresholds"] == second["thresholds"] != [0.5] * 14, first["thresholds"]
+        if kind == "kept_features":  # one fill per fit; the ranks split the studies between them
+            (mine,), (theirs,) = first["encoded"], second["encoded"]
+            assert not set(mine) & set(theirs) and len(mine) + len(theirs) == TRAIN_STUDIES + VAL_STUDIES, (mine, theirs)
         if kind in ("findings", "concept_alignment"):
             assert first["auc_rows"] == second["auc_rows"] == [TEST_STUDIES], kind
         if kind == "contrastive":  # recall over the validation studies, each once

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import logging
@@ -242,24 +243,28 @@ class ReportDataModule(L.LightningDataModule):
         varying += [name for name in ("horizontal_flip", "random_affine", "color_jitter") if getattr(hp, name)]
         return varying
 
-    def in_order(self, split: str) -> StudyLoader:
+    def in_order(self, split: str, shard: tuple[int, int] = (0, 1)) -> StudyLoader:
         """`split`'s studies in their order, in evaluation batches (its own transform: a training
-        split keeps its training preparation)."""
+        split keeps its training preparation). `shard=(k, n)`: only every n-th study from the k-th,
+        so n processes share the split between them."""
         self._ensure_datasets()
-        return self._loader(split, train=False)
+        rank, world = shard
+        if world == 1:
+            return self._loader(split, train=False)
+        return self._loader(split, train=False, sampler=range(rank, len(self.datasets[split]), world))
 
     def skipped_studies(self) -> dict[str, int]:
         return {split: len(ds.skipped) for split, ds in self.datasets.items()}
 
-    def _loader(self, split: str, train: bool) -> StudyLoader:
+    def _loader(self, split: str, train: bool, sampler: Iterable[int] | None = None) -> StudyLoader:
         hp = self.hparams
         dataset = self.datasets[split]
         seed = default_seed()
-        sampler = None  # the split's order
-        if train:
+        if sampler is None and train:
             sampler = self._train_sampler(dataset, seed)
-        elif hp.group_by_length:
+        elif sampler is None and hp.group_by_length:
             sampler = LongestFirst(dataset.prompt_lengths())
+        # no sampler: the split's order
         return StudyLoader(
             dataset,
             batch_size=hp.batch_size if train else (hp.eval_batch_size or hp.batch_size),

@@ -7,7 +7,8 @@ decoder it is most of a CPU step (two thirds at 128 px for the findings-first wr
 section 19). So when the fit starts, the training and validation studies are encoded once, their
 features are kept in memory (on the CPU), and those splits' loaders stop reading their images; the
 task reads the kept features instead (`ReportGeneration.see_batch`). Memory: studies x views x tokens
-x width x 4 bytes (7,200 studies of 2 views of 16 tokens x 96: 88 MB). Test and predict read images.
+x width x 4 bytes (7,200 studies of 2 views of 16 tokens x 96: 88 MB), in every process: under DDP
+each encodes its share of the studies and the shares are then exchanged. Test and predict read images.
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ class FeatureCache:
         mask = view_token_mask(view_mask, tokens.shape[2])
         return Features(tokens.flatten(1, 2).to(device), pooled.to(device), mask.to(device), tokens.shape[1])
 
+    def gather(self) -> None:
+        """Under DDP each process encoded its share of the studies; afterwards each holds them all
+        (the sampler deals any study to any process in a later epoch)."""
+        shares: list[dict] = [{} for _ in range(torch.distributed.get_world_size())]
+        torch.distributed.all_gather_object(shares, self.rows)
+        self.rows = {study: row for share in shares for study, row in share.items()}
+
     def megabytes(self) -> float:
         return sum(t.numel() * t.element_size() + p.numel() * p.element_size() for t, p in self.rows.values()) / 2**20
 
@@ -75,18 +83,27 @@ def keep_frozen_features(task) -> FeatureCache:
     if datamodule.hparams.prior_views:
         raise ConfigError("cache_frozen_features: prior studies' views (prior_views > 0) are encoded every step; "
                           "drop one of the two")
-    cache = FeatureCache()
+    cache, shard = FeatureCache(), _process_share(task.trainer)
     with torch.random.fork_rng(devices=[]):  # the fit draws the same random numbers with or without the cache
         for split in CACHED_SPLITS:
-            batches = track(datamodule.in_order(split), f"keeping the frozen image encoder's features of the {split} studies",
+            batches = track(datamodule.in_order(split, shard), f"keeping the frozen image encoder's features of the {split} studies",
                             trainer=task.trainer)
             cache.fill(encoder, batches, task.device)
+    if shard[1] > 1:
+        cache.gather()
     held = frozenset(cache.rows)
     for split in CACHED_SPLITS:
         datamodule.datasets[split].features_held = held
     log.info("cache_frozen_features: %d studies' image features kept (%.0f MB); their images are not read again",
              len(held), cache.megabytes())
     return cache
+
+
+def _process_share(trainer) -> tuple[int, int]:
+    """(this process, processes): under DDP each encodes every n-th study, not the whole split again."""
+    if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        return trainer.global_rank, trainer.world_size
+    return 0, 1
 
 
 def release_frozen_features(task) -> None:
