@@ -103,10 +103,12 @@ def datamodule(a, batch_size: int = 64, predict_split: str = "test",
     return dm
 
 
-def best_checkpoint(run: Path) -> Path:
-    """The newest `best-*.ckpt` under `run` (the ModelCheckpoint monitor's pick), else the newest `last*.ckpt`."""
-    found = list(run.rglob("best-*.ckpt")) or list(run.rglob("last*.ckpt"))
-    return max(found, key=lambda p: p.stat().st_mtime)
+def best_checkpoint(run: Path, since: float = 0.0) -> Path:
+    """The newest `best-*.ckpt` under `run` (the ModelCheckpoint monitor's pick), else the newest
+    `last*.ckpt`; only those written after `since` (a time.time())."""
+    def written(pattern: str) -> list[Path]:
+        return [p for p in run.rglob(pattern) if p.stat().st_mtime > since]
+    return max(written("best-*.ckpt") or written("last*.ckpt"), key=lambda p: p.stat().st_mtime)
 
 
 def last_checkpoint(run: Path) -> Path:
@@ -115,10 +117,31 @@ def last_checkpoint(run: Path) -> Path:
 
 
 def fit(recipe: Path, run: Path, a, *extra: str) -> Path:
-    """`xrg fit --config recipe` on the chosen benchmark, into `run`; returns its best checkpoint."""
-    main(["fit", "--config", str(recipe), *data_overrides(a), f"--trainer.default_root_dir={run}",
-          "--trainer.enable_checkpointing=true", *extra])
-    return best_checkpoint(run)
+    """`xrg fit --config recipe` on the chosen benchmark, into `run`; returns its best checkpoint.
+
+    A killed benchmark loses no finished work: the same fit (same arguments, recorded in
+    `run/fit.json`) that ended before is not repeated, and one stopped part-way resumes from the
+    `last.ckpt` it wrote (exactly: docs/robustness.md); their CPU seconds then count only what ran in
+    this process, as the line printed says. Other arguments fit anew."""
+    args = ["fit", "--config", str(recipe), *data_overrides(a), f"--trainer.default_root_dir={run}",
+            "--trainer.enable_checkpointing=true", *extra]
+    record = run / "fit.json"  # when this fit started: checkpoints older than that are another fit's
+    before = json.loads(record.read_text()) if record.exists() else {}
+    same = before.get("args") == args
+    if same and before["finished"]:
+        print(f"{run}: fitted before with these arguments, not again (its CPU seconds are not counted here)")
+        return best_checkpoint(run, since=before["started"])
+    resume = []
+    if same and any(p.stat().st_mtime > before["started"] for p in run.rglob("last*.ckpt")):
+        resume = [f"--ckpt_path={last_checkpoint(run)}"]
+        print(f"{run}: resuming the same fit from {resume[0].split('=', 1)[1]} (CPU seconds from here on)")
+    else:
+        run.mkdir(parents=True, exist_ok=True)
+        before = {"args": args, "started": time.time()}
+    write_atomic(record, json.dumps(before | {"finished": False}))
+    main(args + resume)
+    write_atomic(record, json.dumps(before | {"finished": True}))
+    return best_checkpoint(run, since=before["started"])
 
 
 DECODINGS = ({"num_beams": 1, "length_penalty": 0.0}, {"num_beams": 3, "length_penalty": 0.0},
