@@ -1,11 +1,13 @@
 """Reading weights safely: safetensors, or torch checkpoints with `weights_only=True`.
 
 Every checkpoint xrg reads goes through `read_checkpoint`, so a missing, truncated or foreign file
-is one `CheckpointError` naming the file and what was expected, wherever it was given.
+is one `CheckpointError` naming the file and what was expected, wherever it was given. Wherever a
+checkpoint is given, a fit's run folder stands for its newest `last.ckpt` (`resolve_checkpoint`).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +17,30 @@ from torch import nn
 from xrg.data.errors import CheckpointError
 
 EXPECTED = "expected a .ckpt written by `xrg fit` (or a torch state dict / .safetensors file)"
+log = logging.getLogger(__name__)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """`path` itself, or for a folder (a fit's `default_root_dir`, one of its `version_N`, its
+    `checkpoints/`) the newest `last*.ckpt` under it, the fit's latest state (written after every
+    validation and at the end of training), else its newest `.ckpt` (Lightning's default callback
+    keeps only the latest epoch's): the weights a chain's next stage starts from."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    written = list(path.rglob("last*.ckpt")) or list(path.rglob("*.ckpt"))
+    if not written:
+        raise CheckpointError(f"checkpoint folder {path} holds no .ckpt under it; give a checkpoint file "
+                              "or the folder of a fit that has saved one")
+    newest = max(written, key=lambda p: p.stat().st_mtime)
+    log.info("checkpoint folder %s: reading %s", path, newest)
+    return newest
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The checkpoint dict at `path` (a .safetensors file reads as {"state_dict": tensors})."""
-    path = Path(path)
+    """The checkpoint dict at `path` (a .safetensors file reads as {"state_dict": tensors}; a fit's
+    folder reads its newest `last.ckpt`)."""
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist" if not path.exists() else f"checkpoint {path} is not a file")
     if path.suffix == ".safetensors":

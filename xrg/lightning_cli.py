@@ -17,7 +17,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 import xrg.blocks  # noqa: F401  every block kind, so recipes name blocks by short class name
 from xrg.callbacks import EmbedConfig, EpochSummary, JsonlPredictionWriter, WriteHeatmaps, last_checkpoints
-from xrg.checkpoints import read_checkpoint
+from xrg.checkpoints import read_checkpoint, resolve_checkpoint
 from xrg.data import ReportDataModule
 from xrg.data.errors import CheckpointError, ConfigError, DataError
 from xrg.loading import task_config
@@ -75,6 +75,7 @@ class XrgCLI(LightningCLI):
         if not ckpt_path or (ckpt_path in LIGHTNING_CKPT_NAMES and not Path(ckpt_path).exists()):
             return
         section = self.config[subcommand]
+        ckpt_path = section["ckpt_path"] = str(resolve_checkpoint(ckpt_path))  # Lightning restores a file
         checkpoint = read_checkpoint(ckpt_path)
         if "pytorch-lightning_version" not in checkpoint:  # Lightning's restore would die in a KeyError
             raise CheckpointError(f"{ckpt_path}: not a Lightning checkpoint (no 'pytorch-lightning_version'); "

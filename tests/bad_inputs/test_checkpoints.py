@@ -63,8 +63,19 @@ def test_missing_checkpoint_is_not_called_a_missing_model(tmp_path, refused):
     assert "no model given" not in line
 
 
-def test_checkpoint_folder(tmp_path, refused):
-    refused(["predict", f"--ckpt_path={tmp_path}", *QUIET], str(tmp_path), "is not a file")
+def test_checkpoint_folder_without_a_last_checkpoint(tmp_path, refused):
+    (tmp_path / "run").mkdir()
+    refused(["predict", f"--ckpt_path={tmp_path / 'run'}", *QUIET], str(tmp_path / "run"), "holds no .ckpt")
+
+
+def test_a_run_folder_stands_for_its_latest_checkpoint(world, tmp_path, xrg):
+    """`--ckpt_path runs/x` predicts with the fit's latest checkpoint, as if the file were given."""
+    run = world.root / "classifier"  # the fit's default_root_dir, Lightning's default checkpoint callback
+    (last,) = run.rglob("*.ckpt")
+    by_file, by_folder = tmp_path / "file.jsonl", tmp_path / "folder.jsonl"
+    assert xrg("predict", f"--ckpt_path={last}", f"--predictions={by_file}", *QUIET)[0] == 0
+    assert xrg("predict", f"--ckpt_path={run}", f"--predictions={by_folder}", *QUIET)[0] == 0
+    assert by_folder.read_text() == by_file.read_text() != ""
 
 
 def test_checkpoint_of_another_task_than_the_recipe(world, refused):

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -32,6 +34,23 @@ def test_stage_init_copies_named_blocks_and_leaves_the_rest(tmp_path):
     for (name, a), b in zip(stage1.image_encoder.state_dict().items(), stage2.image_encoder.state_dict().values()):
         assert torch.equal(a, b), name
     assert not torch.equal(stage1.decoder.head.weight, stage2.decoder.head.weight)
+
+
+def test_a_run_folder_gives_its_newest_last_checkpoint(tmp_path):
+    """`init_from.checkpoint: runs/stage1` starts from the stage's newest last.ckpt under it (not
+    from a newer best-epoch pick beside it)."""
+    older, newer, best = _task(), _task(), _task()
+    for version, task in enumerate((older, newer)):
+        folder = tmp_path / "stage1" / "lightning_logs" / f"version_{version}" / "checkpoints"
+        folder.mkdir(parents=True)
+        os.utime(_lightning_checkpoint(task, folder / "last.ckpt"), (1000 + version, 1000 + version))
+    _lightning_checkpoint(best, folder / "best-epoch=3.ckpt")  # the newest file of all
+    stage2 = _task(init_from=StageInit(str(tmp_path / "stage1"), {"image_encoder": "image_encoder"}))
+    stage2.load_stage_init(stage2.init_from)
+    assert all(torch.equal(a, b) for a, b in zip(newer.image_encoder.state_dict().values(),
+                                                 stage2.image_encoder.state_dict().values()))
+    assert not all(torch.equal(a, b) for a, b in zip(older.image_encoder.state_dict().values(),
+                                                     stage2.image_encoder.state_dict().values()))
 
 
 def test_decoder_vocabulary_comes_with_its_weights(tmp_path):
