@@ -29,16 +29,14 @@ RECIPES = {
     "qformer_alignment": "radialog/qformer_synthetic.yaml",
     "concept_alignment": "radalign/retrieval_synthetic.yaml",
     "instruction_tuning": "radialog/instruct_synthetic.yaml",
-    # a findings guide tuning its thresholds before validation: both ranks tune on the whole split
+    # a findings guide tuning its thresholds before validation: both ranks tune on the whole split;
+    # over a frozen encoder whose features are kept: each rank encodes half the studies, then both hold them all
     "findings_thresholds": "mix/findings_transformer_synthetic.yaml",
-    # a frozen encoder's features kept: each rank encodes half the studies, then both hold them all
-    "kept_features": "mix/findings_transformer_synthetic.yaml",
 }
 # the benchmark made below; label-balanced epochs run on one process only
-EXTRA = {"findings_thresholds": ["--data.init_args.synthetic.image_size=256", "--data.init_args.label_balance=0.0"],
-         "kept_features": ["--data.init_args.synthetic.image_size=256", "--data.init_args.label_balance=0.0",
-                           "--model.init_args.cache_frozen_features=true", "--model.init_args.frozen=[image_encoder]",
-                           "--data.init_args.resize=96"]}
+EXTRA = {"findings_thresholds": ["--data.init_args.synthetic.image_size=256", "--data.init_args.label_balance=0.0",
+                                 "--model.init_args.cache_frozen_features=true", "--model.init_args.frozen=[image_encoder]",
+                                 "--data.init_args.resize=96"]}
 if os.environ.get("XRG_DDP_TASKS"):  # a subset, comma-separated (benchmarks/mutation.py runs the kind it mutates)
     RECIPES = {kind: RECIPES[kind] for kind in os.environ["XRG_DDP_TASKS"].split(",")}
 WITH_INDEX = {"report_generation", "concept_alignment"}
@@ -142,7 +140,7 @@ def test_every_task_kind_trains_and_scores_once_under_ddp(tmp_path: Path) -> Non
         if kind == "findings_thresholds":  # tuned on the whole validation split on both ranks, so alike
             assert first["tuned_rows"] == second["tuned_rows"] == [VAL_STUDIES], kind
             assert first["thresholds"] == second["thresholds"] != [0.5] * 14, first["thresholds"]
-        if kind == "kept_features":  # one fill per fit; the ranks split the studies between them
+            # the kept features: one fill per fit, the ranks splitting the studies between them
             (mine,), (theirs,) = first["encoded"], second["encoded"]
             assert not set(mine) & set(theirs) and len(mine) + len(theirs) == TRAIN_STUDIES + VAL_STUDIES, (mine, theirs)
         if kind in ("findings", "concept_alignment"):
