@@ -19,8 +19,9 @@ from pathlib import Path
 
 import torch
 from findings_ab import CLASSIFIER, head_scores
-from synthetic_runs import REPO, Results, add_data_args, fit, last_checkpoint, measured, run_from_command_line
+from synthetic_runs import REPO, Results, add_data_args, fit, measured, run_from_command_line
 
+from xrg.checkpoints import resolve_checkpoint
 from xrg.data.jsonl import write_atomic
 from xrg.data.labels import CHEXPERT_LABELS
 from xrg.data.synthetic import ensure_benchmark
@@ -71,7 +72,7 @@ def run(a) -> dict:
                      *a.set]
         run_dir = Path(a.workdir) / name
         _, cost = measured(fit, CLASSIFIER, run_dir, a, *overrides)
-        last = last_checkpoint(run_dir)  # the last epoch, not the val pick
+        last = resolve_checkpoint(run_dir)  # its newest last.ckpt: the last epoch, not the val pick
         scores, test_cost = measured(head_scores, last, a)
         results[name] = {"train_studies": studies, "epochs": epochs, "fit": cost, "test": test_cost, **scores}
         results.save()

@@ -18,8 +18,10 @@ import argparse
 from pathlib import Path
 
 import torch
-from synthetic_runs import (REPO, Results, add_data_args, choose_decoding, fit, last_checkpoint, measured, print_per_finding,
-                            print_rows, run_from_command_line, test_scores)
+from synthetic_runs import (REPO, Results, add_data_args, choose_decoding, fit, measured, print_per_finding, print_rows,
+                            run_from_command_line, test_scores)
+
+from xrg.checkpoints import resolve_checkpoint
 
 RECIPES = REPO / "recipes"
 UNICROSS = RECIPES / "unicrossadapter"
@@ -59,7 +61,7 @@ def fit_stages(name: str, a) -> Path:
         run = Path(a.workdir) / name / f"stage{index}"
         checkpoint = fit(recipe, run, a, "--data.init_args.num_workers=0", *extra, *chained, *epochs, *(a.set if last else ()))
         if not last:
-            checkpoint = last_checkpoint(run)
+            checkpoint = resolve_checkpoint(run)  # the stage's newest last.ckpt
     return checkpoint
 
 

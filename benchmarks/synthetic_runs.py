@@ -21,6 +21,7 @@ import lightning as L
 import torch
 
 import xrg
+from xrg.checkpoints import resolve_checkpoint
 from xrg.cli import main
 from xrg.data import ReportDataModule
 from xrg.data.datamodule import SyntheticBenchmark
@@ -111,11 +112,6 @@ def best_checkpoint(run: Path, since: float = 0.0) -> Path:
     return max(written("best-*.ckpt") or written("last*.ckpt"), key=lambda p: p.stat().st_mtime)
 
 
-def last_checkpoint(run: Path) -> Path:
-    """The newest `last*.ckpt` under `run`: the fit's last epoch, whatever its monitor picked."""
-    return max(run.rglob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
-
-
 def fit(recipe: Path, run: Path, a, *extra: str) -> Path:
     """`xrg fit --config recipe` on the chosen benchmark, into `run`; returns its best checkpoint.
 
@@ -133,7 +129,7 @@ def fit(recipe: Path, run: Path, a, *extra: str) -> Path:
         return best_checkpoint(run, since=before["started"])
     resume = []
     if same and any(p.stat().st_mtime > before["started"] for p in run.rglob("last*.ckpt")):
-        resume = [f"--ckpt_path={last_checkpoint(run)}"]
+        resume = [f"--ckpt_path={resolve_checkpoint(run)}"]  # its newest last.ckpt
         print(f"{run}: resuming the same fit from {resume[0].split('=', 1)[1]} (CPU seconds from here on)")
     else:
         run.mkdir(parents=True, exist_ok=True)

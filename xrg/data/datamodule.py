@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from collections.abc import Iterable
 from typing import Any, Literal
 
 import logging
@@ -249,9 +249,7 @@ class ReportDataModule(L.LightningDataModule):
         so n processes share the split between them."""
         self._ensure_datasets()
         rank, world = shard
-        if world == 1:
-            return self._loader(split, train=False)
-        return self._loader(split, train=False, sampler=range(rank, len(self.datasets[split]), world))
+        return self._loader(split, train=False, sampler=range(rank, len(self.datasets[split]), world) if world > 1 else None)
 
     def skipped_studies(self) -> dict[str, int]:
         return {split: len(ds.skipped) for split, ds in self.datasets.items()}
