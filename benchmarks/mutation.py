@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from xrg.data.jsonl import write_atomic
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 BASE = "e59fe6ef3a05a627aafb36e69c4edddf5c65d915"  # main just before the issue-19 tests landed
@@ -369,9 +371,7 @@ def read(output: str) -> dict:
 def write(report: dict, output: str) -> None:
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(report, indent=1))
-    temporary.replace(path)
+    write_atomic(path, json.dumps(report, indent=1))
 
 
 def main() -> None:

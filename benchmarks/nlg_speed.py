@@ -17,6 +17,8 @@ import statistics
 import time
 from pathlib import Path
 
+from xrg.data.jsonl import write_atomic
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PAIRS = REPO / ".." / "shared" / "data" / "golden" / "nlg_timing_pairs_3000.json"
 COCO_NAMES = {"Bleu_1": "nlg/bleu_1", "Bleu_2": "nlg/bleu_2", "Bleu_3": "nlg/bleu_3", "Bleu_4": "nlg/bleu_4",
@@ -92,7 +94,7 @@ def main() -> None:
     }
     out = REPO / "benchmarks" / "results" / "nlg_speed.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_atomic(out, json.dumps(result, indent=2) + "\n")
 
     print(f"{len(pairs)} pairs, median of {args.repeats} runs")
     print(f"{'metrics':<32} {'pycocoevalcap s':>16} {'xrg s':>8} {'speedup':>8}")

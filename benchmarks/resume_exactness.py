@@ -31,6 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "robustness"))
 from test_kill import BATCHES_PER_EPOCH, recipe  # noqa: E402  the test's recipe, not a copy
 
+from xrg.checkpoints import read_checkpoint  # noqa: E402
+from xrg.data.jsonl import write_atomic  # noqa: E402
+
 PATCHES = {
     "xrg": "",
     "no_random_states": "import xrg.callbacks as c; c.ExactResume.on_save_checkpoint = lambda *a: None",
@@ -53,12 +56,9 @@ def command(variant: str, args: list[str]) -> list[str]:
     return [sys.executable, "-c", launch]
 
 
-def last_checkpoint(run: Path) -> Path:
-    return max(run.rglob("last.ckpt"), key=os.path.getmtime)
-
-
-def weights(path: Path) -> dict[str, torch.Tensor]:
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    """The floating-point weights of `run`'s newest last.ckpt (a run folder or a checkpoint file)."""
+    state = read_checkpoint(run)["state_dict"]
     return {k: v for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()}
 
 
@@ -94,7 +94,7 @@ def killed_and_resumed(variant: str, config: Path, run: Path, every: int, kill_a
     step = torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"]
     subprocess.run(command(variant, [*fit, f"--ckpt_path={checkpoint}"]), env=ENV, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return step, last_checkpoint(run)
+    return step, run
 
 
 def main() -> None:
@@ -117,16 +117,16 @@ def main() -> None:
             again = tmp / f"{baseline}-again"  # two uninterrupted runs: the floor
             subprocess.run(command(baseline, [*fit, f"--trainer.default_root_dir={again}"]), env=ENV, check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            uninterrupted[baseline] = weights(last_checkpoint(run))
+            uninterrupted[baseline] = weights(run)
             rows.append({"variant": baseline, "kill": "none (second uninterrupted run)", "step": None,
-                         "max_abs_diff": max_diff(uninterrupted[baseline], weights(last_checkpoint(again)))})
+                         "max_abs_diff": max_diff(uninterrupted[baseline], weights(again))})
         for kill, (every, kill_at) in kills.items():
             step, final = killed_and_resumed(variant, config, tmp / f"{variant}-{every}", every, kill_at)
             rows.append({"variant": variant, "kill": kill, "step": step,
                          "max_abs_diff": max_diff(uninterrupted[baseline], weights(final))})
             print(rows[-1], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"rows": rows, "steps_per_epoch": BATCHES_PER_EPOCH}, indent=1) + "\n")
+    write_atomic(args.out, json.dumps({"rows": rows, "steps_per_epoch": BATCHES_PER_EPOCH}, indent=1) + "\n")
     print(f"\n{'variant':<18} {'kill':<32} {'step':>5} {'max |diff|':>12}")
     for row in rows:
         print(f"{row['variant']:<18} {row['kill']:<32} {str(row['step'] or '-'):>5} {row['max_abs_diff']:>12.3g}")

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from xrg.blocks.retrieval.index import ReportIndex, faiss_available
+from xrg.data.jsonl import write_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -67,7 +68,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "retrieval_speed.json"
     meta = {"torch_threads": torch.get_num_threads(), "machine": platform.machine(), "faiss": faiss_available()}
-    out.write_text(json.dumps({"meta": meta, "results": rows}, indent=1))
+    write_atomic(out, json.dumps({"meta": meta, "results": rows}, indent=1))
     print(f"{'reports':>8} {'backend':>7} {'index':>7} {'build s':>9} {'ms/query':>9} {'recall':>7}")
     for r in rows:
         print(f"{r['reports']:>8} {r['backend']:>7} {r['index']:>7} {r['build_s']:>9.3f} "

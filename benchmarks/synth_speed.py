@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from xrg.data.synthetic import generate_benchmark
+from xrg.data.jsonl import write_atomic
 
 
 def main() -> None:
@@ -53,7 +54,7 @@ def main() -> None:
               "python": platform.python_version(), "load_avg": os.getloadavg(), "rows": rows}
     out = Path(__file__).resolve().parent / "results" / "synth_speed.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    write_atomic(out, json.dumps(result, indent=1) + "\n")
     print(f"{'workers':>8} {'studies':>8} {'views':>6} {'px':>5} {'seconds':>8} {'studies/s':>10} "
           f"{'cpu ms/study':>13} {'idle-core studies/s':>20}")
     for r in rows:

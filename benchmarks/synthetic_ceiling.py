@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic_runs import REPO  # noqa: E402
 
 from xrg.data.cleaning import clean_iu_xray  # noqa: E402
+from xrg.data.jsonl import write_atomic  # noqa: E402
 from xrg.data.labels import CHEXPERT_LABELS  # noqa: E402
 from xrg.data.synthetic.benchmark import _split_of  # noqa: E402
 from xrg.data.synthetic.findings import Findings, sample_findings  # noqa: E402
@@ -135,7 +136,7 @@ def main() -> None:
     references = [report for _, _, report, _ in studies]
     results = {"settings": vars(a), **{name: score(texts, references) for name, texts in writers(studies, a.seed).items()}}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(results, indent=1))
+    write_atomic(Path(a.out), json.dumps(results, indent=1))
     rows = {k: v for k, v in results.items() if k != "settings"}
     print(f"{'observation':28s}" + "".join(f"{name:>24s}" for name in rows) + f"{'support':>9s}")
     for label in CHEXPERT_LABELS:

@@ -46,6 +46,8 @@ import threading
 import time
 from pathlib import Path
 
+from xrg.data.jsonl import write_atomic
+
 REPO = Path(__file__).resolve().parents[1]
 # Dense bf16 tensor-core peaks (no sparsity) from the vendors' data sheets, by device-name fragment.
 GPU_PEAK = {"H200": 989e12, "H100 SXM": 989e12, "H100 NVL": 835e12, "H100 PCIe": 756e12, "H100": 756e12,
@@ -431,7 +433,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     table = memory_table(args) if args.table or args.memory_table else {}
     if table:
-        (out.parent / "lora_memory_table.json").write_text(json.dumps(table, indent=1))
+        write_atomic(out.parent / "lora_memory_table.json", json.dumps(table, indent=1))
     results: dict = {}
     if out.exists() and json.loads(out.read_text()).get("settings") == _settings(args):
         results = json.loads(out.read_text())["recipes"]  # a rerun of some recipes keeps the others' figures
@@ -450,7 +452,7 @@ def main() -> None:
             else:
                 results[name] = json.loads(run.stdout.strip().splitlines()[-1])
             results[name]["process_cpu_seconds"] = _children_cpu() - before
-            out.write_text(json.dumps({"settings": _settings(args), "recipes": results}, indent=1))
+            write_atomic(out, json.dumps({"settings": _settings(args), "recipes": results}, indent=1))
     print_tables(results, table)
     print(f"\nwrote {out}")
 
