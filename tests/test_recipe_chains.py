@@ -35,6 +35,7 @@ CHAINS = [  # (stage, the stage whose checkpoint it starts from)
     ("radalign/generate_mimic_cxr.yaml", "radalign/concepts_mimic_cxr.yaml"),
     ("mix/radialog_retrieval_synthetic.yaml", "radialog/qformer_synthetic.yaml"),
     ("unicrossadapter/synthetic.yaml", "unicrossadapter/clip_synthetic.yaml"),
+    ("unicrossadapter/synthetic.yaml", "unicrossadapter/clip_synthetic.yaml + data/clip_pretraining_studies_4_epochs.yaml"),
     ("mix/findings_transformer_synthetic.yaml + stages/frozen_findings_head.yaml",
      "mix/findings_classifier_synthetic.yaml + data/pretraining_studies_4_epochs.yaml"),
     ("mix/findings_classifier_synthetic.yaml + data/pretraining_studies_4_epochs.yaml + stages/continued_findings_head.yaml",
