@@ -94,18 +94,19 @@ def run(a) -> dict:
     if a.stage1_checkpoint:
         stage1, cost = Path(a.stage1_checkpoint), {"reused": a.stage1_checkpoint}
     else:
-        stage1, cost = measured(fit, RECIPES / "stage1_synthetic.yaml", work / "stage1", a, *epochs(a.stage1_epochs),
-                                *a.stage1_set)
+        # the epoch flags last: they win over an overlay given with --stage1-set that sets its own epochs
+        stage1, cost = measured(fit, RECIPES / "stage1_synthetic.yaml", work / "stage1", a, *a.stage1_set,
+                                *epochs(a.stage1_epochs))
     results["stage1"] = {"fit": cost, **evaluate_stage1(stage1, a)}
     results.save()
     if a.stage1_only:
         return results
-    stage2 = [*epochs(a.stage2_epochs), "--model.init_args.generate_in_validation=false",
-              f"--model.init_args.init_from.checkpoint={stage1}"]
+    stage2 = ["--model.init_args.generate_in_validation=false", f"--model.init_args.init_from.checkpoint={stage1}"]
     no_clues = ["--model.init_args.guides=[]", "--model.init_args.frozen=[]",
                 "--model.init_args.init_from.blocks={image_encoder: image_encoder}"]
     for name, extra in (("with_clues", []), ("without_clues", no_clues)):
-        checkpoint, cost = measured(fit, RECIPES / a.stage2_recipe, work / name, a, *stage2, *a.stage2_set, *extra)
+        checkpoint, cost = measured(fit, RECIPES / a.stage2_recipe, work / name, a, *stage2, *a.stage2_set, *extra,
+                                    *epochs(a.stage2_epochs))
         scores, test_cost = measured(test_scores, checkpoint, a)
         results[f"stage2_{name}"] = {"fit": cost, "test": test_cost, **scores}
         if name == "with_clues":
