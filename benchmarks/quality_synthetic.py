@@ -25,6 +25,8 @@ from xrg.checkpoints import resolve_checkpoint
 
 RECIPES = REPO / "recipes"
 UNICROSS = RECIPES / "unicrossadapter"
+# UniCrossAdapter's stage 0 over 24,000 more of the generator's studies (docs/quality.md section 21)
+CLIP_MORE_STUDIES = ("--config", str(RECIPES / "data" / "clip_pretraining_studies_4_epochs.yaml"))
 RUNS = {  # name: its stages (recipe, extra overrides); a later stage starts from the one before (init_from)
     "findings_transformer": [(RECIPES / "mix" / "findings_transformer_synthetic.yaml", ())],
     # the same recipe for 48 epochs: the 15-CPU-minute setting (docs/quality.md section 10)
@@ -44,16 +46,15 @@ RUNS = {  # name: its stages (recipe, extra overrides); a later stage starts fro
     "r2gen": [(RECIPES / "r2gen" / "synthetic.yaml", ())],
     "unicrossadapter": [(UNICROSS / "synthetic.yaml", ())],
     "unicrossadapter_pretrained": [(UNICROSS / "clip_synthetic.yaml", ()), (UNICROSS / "synthetic.yaml", ())],
-    # its CLIP pre-trained on 24,000 more of the generator's studies first (section 21)
     "unicrossadapter_pretrained_more_studies": [
-        (UNICROSS / "clip_synthetic.yaml", ("--config", str(RECIPES / "data" / "clip_pretraining_studies_4_epochs.yaml"))),
+        (UNICROSS / "clip_synthetic.yaml", CLIP_MORE_STUDIES),
         (UNICROSS / "synthetic.yaml", ())],
     # UniCrossAdapter's encoder under the findings-first writer (docs/quality.md section 13; --image-size 64)
     "unicross_findings_transformer": [(RECIPES / "mix" / "unicross_findings_transformer_synthetic.yaml", ())],
     "unicross_findings_transformer_pretrained": [(UNICROSS / "clip_synthetic.yaml", ()),
                                                  (RECIPES / "mix" / "unicross_findings_transformer_synthetic.yaml", ())],
     "unicross_findings_transformer_pretrained_more_studies": [
-        (UNICROSS / "clip_synthetic.yaml", ("--config", str(RECIPES / "data" / "clip_pretraining_studies_4_epochs.yaml"))),
+        (UNICROSS / "clip_synthetic.yaml", CLIP_MORE_STUDIES),
         (RECIPES / "mix" / "unicross_findings_transformer_synthetic.yaml", ())],
 }
 

@@ -91,7 +91,7 @@ def killed_and_resumed(variant: str, config: Path, run: Path, every: int, kill_a
     process.send_signal(signal.SIGKILL)
     process.wait()
     checkpoint = found[0]
-    step = torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"]
+    step = read_checkpoint(checkpoint)["global_step"]
     subprocess.run(command(variant, [*fit, f"--ckpt_path={checkpoint}"]), env=ENV, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return step, run

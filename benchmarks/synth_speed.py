@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from xrg.data.synthetic import generate_benchmark
 from xrg.data.jsonl import write_atomic
+from xrg.data.synthetic import generate_benchmark
 
 
 def main() -> None:
