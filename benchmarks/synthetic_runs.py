@@ -90,15 +90,14 @@ def data_overrides(a) -> list[str]:
 def datamodule(a, batch_size: int = 64, predict_split: str = "test",
                preparation: ImagePreparation | None = None) -> ReportDataModule:
     """The benchmark's studies; with a loaded checkpoint's `preparation`, its images prepared as its
-    data module prepared its validation images (size, normalisation, detail channel: a fit may override
-    `--image-size`), else at `--image-size` with xrg's defaults."""
+    data module prepared its validation images (size, normalisation, detail channel, views: a fit may
+    override `--image-size` and `--views`), else at `--image-size` and `--views` with xrg's defaults."""
     benchmark = SyntheticBenchmark(root=a.root, num_studies=a.num_studies, seed=0, views=2,
                                    image_size=a.benchmark_size, split_fractions=tuple(a.split_fractions))
-    images = {"image_size": a.image_size, "resize": a.image_size + a.image_size // 8}
+    images = {"image_size": a.image_size, "resize": a.image_size + a.image_size // 8, "max_views": a.views}
     if preparation is not None:
-        images = {name: value for name, value in asdict(preparation).items() if name != "max_views"}
-    dm = ReportDataModule(synthetic=benchmark, **images, max_views=a.views, batch_size=batch_size,
-                          predict_split=predict_split)
+        images = asdict(preparation)
+    dm = ReportDataModule(synthetic=benchmark, **images, batch_size=batch_size, predict_split=predict_split)
     dm.prepare_data()
     dm.setup("test")
     return dm

@@ -40,6 +40,8 @@ CHAINS = [  # (stage, the stage whose checkpoint it starts from)
      "mix/findings_classifier_synthetic.yaml + data/pretraining_studies_4_epochs.yaml"),
     ("mix/findings_classifier_synthetic.yaml + data/pretraining_studies_4_epochs.yaml + stages/continued_findings_head.yaml",
      "mix/findings_classifier_synthetic.yaml + data/pretraining_studies_4_epochs.yaml"),
+    ("mix/findings_transformer_synthetic.yaml + stages/frozen_findings_head.yaml + views/frontal.yaml",
+     "mix/findings_classifier_synthetic.yaml + data/frontal_pretraining_studies_1_epoch.yaml"),
 ]
 # Blocks a task keeps under another name than its argument: ContrastivePretraining's text encoder
 # lives inside its joint space.
@@ -151,3 +153,21 @@ def test_chained_stages_prepare_images_alike(stage, previous):
 
     here, there = ImagePreparation.from_hparams(init_args(stage, "data")), ImagePreparation.from_hparams(init_args(previous, "data"))
     assert here == ImagePreparation(**{**vars(there), "max_views": here.max_views}), f"{stage} reads images otherwise than {previous}"
+
+
+FROZEN_HEAD_CHAINS = [(stage, previous) for stage, previous in CHAINS
+                      if any("findings" in name for name in model_args(stage).get("frozen") or [])]
+
+
+@pytest.mark.parametrize(("stage", "previous"), FROZEN_HEAD_CHAINS, ids=[c[0] for c in FROZEN_HEAD_CHAINS])
+def test_a_frozen_findings_head_reads_as_many_views_as_it_learnt_from(stage, previous):
+    """A findings head scores the features pooled over a study's views: a frozen head trained on the
+    frontal view alone reads another distribution when the writer hands it two."""
+    from xrg.data.studies import ImagePreparation
+
+    here, there = ImagePreparation.from_hparams(init_args(stage, "data")), ImagePreparation.from_hparams(init_args(previous, "data"))
+    assert here.max_views == there.max_views, f"{stage} reads {here.max_views} views, its head learnt from {there.max_views}"
+
+
+def test_frozen_head_chains_are_checked():
+    assert len(FROZEN_HEAD_CHAINS) >= 2

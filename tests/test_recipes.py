@@ -16,7 +16,8 @@ STRATEGIES = sorted((REPO / "recipes" / "strategies").glob("*.yaml"))  # overlay
 SCHEDULES = sorted((REPO / "recipes" / "schedules").glob("*.yaml"))
 DATA_OVERLAYS = sorted((REPO / "recipes" / "data").glob("*.yaml"))  # more studies, with their epochs
 STAGES = sorted((REPO / "recipes" / "stages").glob("*.yaml"))  # a stage's start, e.g. a frozen pre-trained head
-OVERLAYS = STRATEGIES + SCHEDULES + DATA_OVERLAYS + STAGES
+VIEWS = sorted((REPO / "recipes" / "views").glob("*.yaml"))  # which views a study is read from
+OVERLAYS = STRATEGIES + SCHEDULES + DATA_OVERLAYS + STAGES + VIEWS
 RECIPES = sorted(set((REPO / "recipes").rglob("*.yaml")) - set(OVERLAYS))
 SYNTHETIC = [r for r in RECIPES if "synthetic" in r.name]
 
@@ -131,6 +132,16 @@ def test_fsdp_overlay_wraps_each_llama_decoder_layer():
 COSINE = [r for r in SYNTHETIC if "CosineAnnealingLR" in r.read_text()]
 
 
+def _printed(capsys, *configs: Path) -> dict:
+    """The config `xrg fit --config A --config B ... --print_config` resolves to."""
+    import yaml
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *(arg for c in configs for arg in ("--config", str(c))), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    return yaml.safe_load(capsys.readouterr().out)
+
+
 def _with(config: dict, overlay: dict) -> dict:
     """`config` with the overlay's keys written over it, nested dicts merged."""
     merged = dict(config)
@@ -147,13 +158,18 @@ def test_schedule_overlays_set_epochs_and_cosine_horizon_together(recipe, overla
     more of the recipe (its optimiser, blocks and other data settings stay)."""
     import yaml
 
-    def printed(*configs: Path) -> dict:
-        with pytest.raises(SystemExit) as exit_info:
-            main(["fit", *(arg for c in configs for arg in ("--config", str(c))), "--print_config"])
-        assert exit_info.value.code in (0, None)
-        return yaml.safe_load(capsys.readouterr().out)
-
-    alone, merged = printed(recipe), printed(recipe, overlay)
+    alone, merged = _printed(capsys, recipe), _printed(capsys, recipe, overlay)
     assert merged != alone  # the overlay is not a no-op on this recipe
     assert merged["trainer"]["max_epochs"] == merged["model"]["init_args"]["lr_scheduler"]["init_args"]["T_max"]
+    assert merged == _with(alone, yaml.safe_load(overlay.read_text()))
+
+
+@pytest.mark.parametrize("overlay", VIEWS, ids=_id)
+@pytest.mark.parametrize("recipe", SYNTHETIC, ids=_id)
+def test_views_overlays_set_the_views_and_nothing_else(recipe, overlay, capsys):
+    """`--config RECIPE --config views/frontal.yaml` reads one view per study whatever the recipe read."""
+    import yaml
+
+    alone, merged = _printed(capsys, recipe), _printed(capsys, recipe, overlay)
+    assert merged["data"]["init_args"]["max_views"] == yaml.safe_load(overlay.read_text())["data"]["init_args"]["max_views"]
     assert merged == _with(alone, yaml.safe_load(overlay.read_text()))

@@ -16,8 +16,8 @@ NAN = float("nan")
 
 
 class LinearHead(FindingsHead):
-    def __init__(self, names, blank="negative"):
-        super().__init__(names, blank=blank)
+    def __init__(self, names, blank="negative", focal_gamma=0.0):
+        super().__init__(names, blank=blank, focal_gamma=focal_gamma)
         self.linear = torch.nn.Linear(4, len(names))
 
     def forward(self, features: Features) -> torch.Tensor:
@@ -46,6 +46,29 @@ def test_pos_weight_and_masked_bce_match_hand_computation():
     torch.testing.assert_close(weight, torch.tensor([math.log(4 / 2), math.log(3 / 1), math.log(2 / 1)]))
     counted = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (3, 0), (3, 1)]
     torch.testing.assert_close(head.loss(logits, labels), _expected_bce(logits, labels, weight, counted))
+
+
+def test_focal_loss_scales_each_counted_entry_by_its_error_to_the_gamma():
+    labels = torch.tensor([[1, 0, 0], [0, NAN, 1], [0, 1, -1], [1, 0, NAN]])
+    logits = torch.randn(4, 3) * 3
+    counted = [(i, j) for i in range(4) for j in range(3) if labels[i, j] != -1]  # blank: negative
+    plain, focal = LinearHead(["A", "B", "C"]), LinearHead(["A", "B", "C"], focal_gamma=2.0)
+    weight = plain.fit_pos_weight(labels)
+    focal.fit_pos_weight(labels)
+    expected = torch.stack([
+        F.binary_cross_entropy_with_logits(logits[i, j], (labels[i, j] == 1).float(), pos_weight=weight[j])
+        * (1 - (logits[i, j].sigmoid() if labels[i, j] == 1 else 1 - logits[i, j].sigmoid())) ** 2
+        for i, j in counted]).mean()
+    torch.testing.assert_close(focal.loss(logits, labels), expected)
+    assert focal.loss(logits, labels) < plain.loss(logits, labels)  # every factor is below 1
+    torch.testing.assert_close(LinearHead(["A", "B", "C"], focal_gamma=0).loss(logits, labels), _expected_bce(
+        logits, labels, torch.ones(3), counted))
+
+
+@pytest.mark.parametrize("gamma", [-1.0, True, "2"])
+def test_focal_gamma_is_a_number_at_least_zero(gamma):
+    with pytest.raises(ValueError, match="focal_gamma"):
+        LinearHead(["A"], focal_gamma=gamma)
 
 
 def test_ratio_pos_weight_is_negatives_over_positives_capped():

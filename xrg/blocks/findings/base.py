@@ -1,8 +1,8 @@
 """Findings / concept heads: visual Features -> logits `[B, K]` over named observations.
 
 The one base class of this kind. A head says what it predicts (`label_names`), scores it
-(`forward`), trains with a masked BCE whose positive weights can be fitted from training labels,
-and writes its predictions as text for an LLM prompt.
+(`forward`), trains with a masked BCE whose positive weights can be fitted from training labels
+(optionally focal: `focal_gamma`), and writes its predictions as text for an LLM prompt.
 
 Labels are CheXpert codes: 1 positive, 0 negative, -1 uncertain, NaN blank (not mentioned).
 Uncertain entries never count. Blank ones count as negative by default (`blank: negative`): a
@@ -39,15 +39,19 @@ def pos_weight_rule(fit_pos_weight: bool | str) -> str | None:
 
 
 class FindingsHead(Block, ABC):
-    def __init__(self, label_names: list[str], threshold: float = 0.5, blank: Literal["negative", "ignore"] = "negative") -> None:
+    def __init__(self, label_names: list[str], threshold: float = 0.5, blank: Literal["negative", "ignore"] = "negative",
+                 focal_gamma: float = 0.0) -> None:
         super().__init__()
         if not label_names:
             raise ValueError("a findings head needs at least one label name")
         if blank not in ("negative", "ignore"):
             raise ValueError(f"blank must be 'negative' or 'ignore', got {blank!r}")
+        if isinstance(focal_gamma, bool) or not isinstance(focal_gamma, (int, float)) or focal_gamma < 0:
+            raise ValueError(f"focal_gamma is a number >= 0 (0: plain BCE), got {focal_gamma!r}")
         self.label_names = list(label_names)
         self.threshold = threshold
         self.blank = blank
+        self.focal_gamma = float(focal_gamma)
         # Saved with the weights: a restored head weighs its loss exactly as it was trained.
         self.register_buffer("pos_weight", torch.ones(len(self.label_names)))
 
@@ -93,10 +97,16 @@ class FindingsHead(Block, ABC):
             self.fit_pos_weight(select_labels(datamodule.train_labels(), self.label_names), rule)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """BCE with `pos_weight`, averaged over the entries that count (see `targets`)."""
+        """BCE with `pos_weight`, averaged over the entries that count (see `targets`). With
+        `focal_gamma` > 0 each entry is scaled by (1 - p_t) ** gamma, p_t the probability given to its
+        true answer (focal loss, Lin et al., ICCV 2017): the findings a head already calls right stop
+        drowning out the gradients of those it does not yet see."""
         targets, known = self.targets(labels)
         targets = targets.to(logits.dtype)
         per_entry = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=self.pos_weight, reduction="none")
+        if self.focal_gamma:
+            p_true = torch.where(targets > 0.5, logits.sigmoid(), 1 - logits.sigmoid())
+            per_entry = per_entry * (1 - p_true).pow(self.focal_gamma)
         return (per_entry * known).sum() / known.sum().clamp_min(1)
 
     def targets(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -36,8 +36,9 @@ class FindingsClassifier(FindingsHead):
         blank: Literal["negative", "ignore"] = "negative",
         spatial: float = 0.0,
         temperature: float | None = None,
+        focal_gamma: float = 0.0,
     ) -> None:
-        super().__init__(list(label_names or CHEXPERT_LABELS), threshold, blank)
+        super().__init__(list(label_names or CHEXPERT_LABELS), threshold, blank, focal_gamma)
         if spatial < 0 or (temperature is not None and temperature <= 0):
             raise ValueError(f"spatial is a weight >= 0 and temperature > 0 or None (max), got {spatial}, {temperature}")
         self.hidden_dim, self.dropout = hidden_dim, dropout
