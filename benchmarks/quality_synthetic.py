@@ -43,14 +43,15 @@ RUNS = {  # name: its stages (recipe, extra overrides); a later stage starts fro
                                                                   "--config", str(RECIPES / "stages" / "continued_findings_head.yaml"))),
         (RECIPES / "mix" / "findings_transformer_synthetic.yaml", ("--config", str(RECIPES / "data" / "more_studies_6_epochs.yaml"),
                                                                    "--config", str(RECIPES / "stages" / "frozen_findings_head.yaml")))],
-    # the same writer over a head pre-trained once on the frontal views of 48,000 more studies, 1 epoch
-    # (section 22): the lean chain, both stages counted
+    # the same writer over a head pre-trained once on the frontal views of 48,000 more studies, 1 epoch,
+    # 5 decoder epochs: both stages within 15 CPU minutes, rendering included (section 22)
     "findings_transformer_frontal_head": [
         (RECIPES / "mix" / "findings_classifier_synthetic.yaml",
          ("--config", str(RECIPES / "data" / "frontal_pretraining_studies_1_epoch.yaml"))),
         (RECIPES / "mix" / "findings_transformer_synthetic.yaml", ("--config", str(RECIPES / "data" / "more_studies_6_epochs.yaml"),
                                                                    "--config", str(RECIPES / "stages" / "frozen_findings_head.yaml"),
-                                                                   "--config", str(RECIPES / "views" / "frontal.yaml")))],
+                                                                   "--config", str(RECIPES / "views" / "frontal.yaml"),
+                                                                   "--config", str(RECIPES / "schedules" / "cosine_5_epochs.yaml")))],
     "r2gen": [(RECIPES / "r2gen" / "synthetic.yaml", ())],
     "unicrossadapter": [(UNICROSS / "synthetic.yaml", ())],
     "unicrossadapter_pretrained": [(UNICROSS / "clip_synthetic.yaml", ()), (UNICROSS / "synthetic.yaml", ())],
