@@ -27,6 +27,9 @@ RECIPES = REPO / "recipes"
 UNICROSS = RECIPES / "unicrossadapter"
 # UniCrossAdapter's stage 0 over 24,000 more of the generator's studies (docs/quality.md section 21)
 CLIP_MORE_STUDIES = ("--config", str(RECIPES / "data" / "clip_pretraining_studies_4_epochs.yaml"))
+# the findings-first writer over 6,000 more studies, its pre-trained head frozen (sections 18-19, 22)
+FROZEN_HEAD_WRITER = ("--config", str(RECIPES / "data" / "more_studies_6_epochs.yaml"),
+                      "--config", str(RECIPES / "stages" / "frozen_findings_head.yaml"))
 RUNS = {  # name: its stages (recipe, extra overrides); a later stage starts from the one before (init_from)
     "findings_transformer": [(RECIPES / "mix" / "findings_transformer_synthetic.yaml", ())],
     # the same recipe for 48 epochs: the 15-CPU-minute setting (docs/quality.md section 10)
@@ -41,16 +44,13 @@ RUNS = {  # name: its stages (recipe, extra overrides); a later stage starts fro
         (RECIPES / "mix" / "findings_classifier_synthetic.yaml", ("--config", str(RECIPES / "data" / "pretraining_studies_4_epochs.yaml"))),
         (RECIPES / "mix" / "findings_classifier_synthetic.yaml", ("--config", str(RECIPES / "data" / "pretraining_studies_4_epochs.yaml"),
                                                                   "--config", str(RECIPES / "stages" / "continued_findings_head.yaml"))),
-        (RECIPES / "mix" / "findings_transformer_synthetic.yaml", ("--config", str(RECIPES / "data" / "more_studies_6_epochs.yaml"),
-                                                                   "--config", str(RECIPES / "stages" / "frozen_findings_head.yaml")))],
+        (RECIPES / "mix" / "findings_transformer_synthetic.yaml", FROZEN_HEAD_WRITER)],
     # the same writer over a head pre-trained once on the frontal views of 48,000 more studies, 1 epoch,
     # 5 decoder epochs: both stages within 15 CPU minutes, rendering included (section 22)
     "findings_transformer_frontal_head": [
         (RECIPES / "mix" / "findings_classifier_synthetic.yaml",
          ("--config", str(RECIPES / "data" / "frontal_pretraining_studies_1_epoch.yaml"))),
-        (RECIPES / "mix" / "findings_transformer_synthetic.yaml", ("--config", str(RECIPES / "data" / "more_studies_6_epochs.yaml"),
-                                                                   "--config", str(RECIPES / "stages" / "frozen_findings_head.yaml"),
-                                                                   "--config", str(RECIPES / "views" / "frontal.yaml"),
+        (RECIPES / "mix" / "findings_transformer_synthetic.yaml", (*FROZEN_HEAD_WRITER, "--config", str(RECIPES / "views" / "frontal.yaml"),
                                                                    "--config", str(RECIPES / "schedules" / "cosine_5_epochs.yaml")))],
     "r2gen": [(RECIPES / "r2gen" / "synthetic.yaml", ())],
     "unicrossadapter": [(UNICROSS / "synthetic.yaml", ())],

@@ -105,7 +105,8 @@ class FindingsHead(Block, ABC):
         targets = targets.to(logits.dtype)
         per_entry = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=self.pos_weight, reduction="none")
         if self.focal_gamma:
-            p_true = torch.where(targets > 0.5, logits.sigmoid(), 1 - logits.sigmoid())
+            probs = logits.sigmoid()
+            p_true = torch.where(targets > 0.5, probs, 1 - probs)
             per_entry = per_entry * (1 - p_true).pow(self.focal_gamma)
         return (per_entry * known).sum() / known.sum().clamp_min(1)
 
