@@ -63,6 +63,10 @@ def test_bad_synthetic_benchmark_setting_is_refused_when_read(tmp_path, refused)
     recipe = Path(__file__).resolve().parents[2] / "recipes" / "mix" / "findings_transformer_synthetic.yaml"
     refused(["fit", "--config", recipe, f"--data.init_args.synthetic.root={tmp_path}",
              "--data.init_args.synthetic.extra_train_studies=-1"], "extra_train_studies must be >= 0", "-1")
+    refused(["fit", "--config", recipe, f"--data.init_args.synthetic.root={tmp_path}",
+             "--data.init_args.synthetic.extra_train_studies=10",
+             "--data.init_args.synthetic.extra_finding_rates={fracture: 1.5}"],
+            "finding rate 'fracture'", "a probability in [0, 1], got 1.5")
 
 
 def test_no_model_names_the_ways_to_give_one(refused):

@@ -81,6 +81,21 @@ def test_extra_training_studies_leave_the_benchmark_as_it_is(tmp_path, small):
     assert "extra_train_studies" not in _load(small / "benchmark.json")  # plain caches stay valid
 
 
+def test_enriched_extra_studies_draw_the_finding_more_often_and_leave_the_benchmark_as_it_is(tmp_path, small):
+    enriched = generate_benchmark(tmp_path / "enriched", 10, seed=3, image_size=64, extra_train_studies=60,
+                                  extra_finding_rates={"fracture": 1.0})
+    plain, extended = _load(small / "annotation.json"), _load(enriched / "annotation.json")
+    assert extended["val"] == plain["val"] and extended["test"] == plain["test"]
+    assert extended["train"][:8] == plain["train"]
+    labels, own = _load(enriched / "labels.json"), _load(small / "labels.json")
+    assert all(labels[i] == own[i] for i in own)  # the benchmark's own studies drawn at the base rates
+    extra = [labels[f"synth_{i:06d}"] for i in range(10, 70)]
+    abnormal = [row for row in extra if row["No Finding"] != 1]
+    # every abnormal extra study has its rib fracture (at the base rate 0.05, 2 of ~36 would)
+    assert len(abnormal) > 20 and all(row["Fracture"] == 1 for row in abnormal)
+    assert _load(enriched / "benchmark.json")["extra_finding_rates"] == {"fracture": 1.0}
+
+
 def test_bad_parameters_raise():
     with pytest.raises(ValueError, match="views"):
         generate_benchmark("/nonexistent", 2, views=3)
@@ -88,6 +103,12 @@ def test_bad_parameters_raise():
         generate_benchmark("/nonexistent", 2, split_fractions=(0.5, 0.1, 0.1))
     with pytest.raises(ValueError, match="extra_train_studies"):
         generate_benchmark("/nonexistent", 2, extra_train_studies=-1)
+    with pytest.raises(ValueError, match="'fractures': expected one of cardiomegaly"):
+        generate_benchmark("/nonexistent", 2, extra_train_studies=1, extra_finding_rates={"fractures": 0.3})
+    with pytest.raises(ValueError, match="a probability in \\[0, 1\\], got 3"):
+        generate_benchmark("/nonexistent", 2, extra_train_studies=1, extra_finding_rates={"fracture": 3})
+    with pytest.raises(ValueError, match="set extra_train_studies too"):
+        generate_benchmark("/nonexistent", 2, extra_finding_rates={"fracture": 0.3})
 
 
 # ----------------------------------------------------------------------------------- caching

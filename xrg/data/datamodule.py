@@ -37,12 +37,16 @@ class SyntheticBenchmark:
     # more of the generator's studies for the training split only: validation and test stay the
     # benchmark's own (`xrg.data.synthetic.generate_benchmark`)
     extra_train_studies: int = 0
+    # the extra studies drawn with some of the generator's finding rates replaced, e.g. {fracture: 0.3}:
+    # an enriched pre-training set, each rare finding's examples all different (`findings.BASE_RATES`)
+    extra_finding_rates: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         # a bad value fails when the config is read, in one line, not at setup with a traceback
         from xrg.data.synthetic.benchmark import check_params
 
-        check_params(self.num_studies, self.image_size, self.views, self.split_fractions, self.extra_train_studies)
+        check_params(self.num_studies, self.image_size, self.views, self.split_fractions, self.extra_train_studies,
+                     self.extra_finding_rates)
 
 
 class ReportDataModule(L.LightningDataModule):
@@ -161,7 +165,8 @@ class ReportDataModule(L.LightningDataModule):
 
         s = self.synthetic
         root = ensure_benchmark(s.root, s.num_studies, s.seed, views=s.views, image_size=s.image_size,
-                               split_fractions=tuple(s.split_fractions), extra_train_studies=s.extra_train_studies)
+                               split_fractions=tuple(s.split_fractions), extra_train_studies=s.extra_train_studies,
+                               extra_finding_rates=s.extra_finding_rates)
         self.annotation_path = str(Path(root) / "annotation.json")
         self.image_dir = str(Path(root) / "images")
         self.labels_path = str(Path(root) / "labels.json")

@@ -18,7 +18,7 @@ from xrg.data.cache import build_atomically
 from xrg.data.errors import DataError
 from xrg.data.labels import CHEXPERT_LABELS
 from xrg.data.synthetic.anatomy import sample_patient, textures
-from xrg.data.synthetic.findings import findings_from_labels, sample_findings
+from xrg.data.synthetic.findings import check_rates, findings_from_labels, sample_findings
 from xrg.data.synthetic.phantom import render_views
 from xrg.data.synthetic.reports import write_report
 
@@ -28,7 +28,8 @@ SPLITS = ("train", "val", "test")
 _CODES = (1, 0, -1, None)
 
 
-def check_params(num_studies: int, image_size: int, views: int, split_fractions, extra_train_studies: int = 0) -> None:
+def check_params(num_studies: int, image_size: int, views: int, split_fractions, extra_train_studies: int = 0,
+                 extra_finding_rates: dict[str, float] | None = None) -> None:
     if num_studies < 1:
         raise ValueError(f"num_studies must be >= 1, got {num_studies}")
     if image_size < 32:
@@ -39,6 +40,10 @@ def check_params(num_studies: int, image_size: int, views: int, split_fractions,
         raise ValueError(f"split_fractions must be three non-negative numbers summing to 1, got {split_fractions}")
     if extra_train_studies < 0:
         raise ValueError(f"extra_train_studies must be >= 0, got {extra_train_studies}")
+    if extra_finding_rates:
+        if not extra_train_studies:
+            raise ValueError("extra_finding_rates apply to the extra training studies: set extra_train_studies too")
+        check_rates(extra_finding_rates)
 
 
 def _split_of(num_studies: int, split_fractions) -> list[str]:
@@ -49,10 +54,10 @@ def _split_of(num_studies: int, split_fractions) -> list[str]:
 
 def _make_study(task: tuple) -> dict:
     """Render and write one study; returns its annotation, labels and findings (runs in workers)."""
-    seed, index, study_id, labels, images_dir, size, views, conspicuity = task
+    seed, index, study_id, labels, images_dir, size, views, conspicuity, rates = task
     findings_rng, report_rng, image_rng = (np.random.default_rng(s) for s in np.random.SeedSequence([seed, index]).spawn(3))
     if labels is None:
-        findings = sample_findings(findings_rng)
+        findings = sample_findings(findings_rng, rates)
         report, labels = write_report(findings, report_rng)
     else:
         findings, report = findings_from_labels(labels, findings_rng), None
@@ -114,35 +119,41 @@ def _write_outputs(out: Path, studies: list[dict], splits: list[str], stamp: dic
     _write_json(out / STAMP, stamp)  # last: its presence means everything else is complete
 
 
-def _stamp(num_studies, seed, image_size, views, split_fractions, conspicuity, extra_train_studies=0) -> dict:
+def _stamp(num_studies, seed, image_size, views, split_fractions, conspicuity, extra_train_studies=0,
+           extra_finding_rates=None) -> dict:
     stamp = {"generator": "xrg.data.synthetic", "version": GENERATOR_VERSION, "num_studies": num_studies,
              "seed": seed, "image_size": image_size, "views": views,
              "split_fractions": [float(x) for x in split_fractions], "conspicuity": float(conspicuity)}
     if extra_train_studies:  # only when asked for, so the caches of plain benchmarks stay valid
         stamp["extra_train_studies"] = extra_train_studies
+    if extra_finding_rates:
+        stamp["extra_finding_rates"] = {k: float(v) for k, v in sorted(extra_finding_rates.items())}
     return stamp
 
 
 def generate_benchmark(out_dir, num_studies: int, seed: int = 0, *, image_size: int = 256, views: int = 2,
                        split_fractions=(0.8, 0.1, 0.1), workers: int = 0, conspicuity: float = 1.0,
-                       extra_train_studies: int = 0) -> Path:
+                       extra_train_studies: int = 0, extra_finding_rates: dict[str, float] | None = None) -> Path:
     """Write `num_studies` synthetic studies (annotation.json, images/, labels.json, findings.json).
 
     `extra_train_studies`: that many more of the generator's studies (indices `num_studies`
     onward) join the training split only. A study is drawn from (seed, index) alone, so the first
     `num_studies` and their split are exactly the plain benchmark's: the same validation and test
-    studies, more training studies from the same distribution."""
-    check_params(num_studies, image_size, views, split_fractions, extra_train_studies)
+    studies, more training studies from the same distribution, or, with `extra_finding_rates` (some of
+    `BASE_RATES` replaced, e.g. {"fracture": 0.3}), an enriched one: more examples of a rare finding
+    without repeating any study."""
+    check_params(num_studies, image_size, views, split_fractions, extra_train_studies, extra_finding_rates)
     out = Path(out_dir)
     (out / STAMP).unlink(missing_ok=True)  # written again last: an overwrite never sits under an old stamp
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
     total = num_studies + extra_train_studies
     width = max(6, len(str(total - 1)))
-    tasks = [(seed, i, f"synth_{i:0{width}d}", None, str(images), image_size, views, conspicuity)
-             for i in range(total)]
+    tasks = [(seed, i, f"synth_{i:0{width}d}", None, str(images), image_size, views, conspicuity,
+              extra_finding_rates if i >= num_studies else None) for i in range(total)]
     studies = _run(tasks, workers)
-    stamp = _stamp(num_studies, seed, image_size, views, split_fractions, conspicuity, extra_train_studies)
+    stamp = _stamp(num_studies, seed, image_size, views, split_fractions, conspicuity, extra_train_studies,
+                   extra_finding_rates)
     _write_outputs(out, studies, _split_of(num_studies, split_fractions) + ["train"] * extra_train_studies, stamp)
     return out
 
@@ -151,7 +162,8 @@ def ensure_benchmark(root, num_studies: int, seed: int = 0, **kw) -> Path:
     """Return `root` holding the requested benchmark, generating it only if it is not there yet:
     built aside and renamed into place, its `benchmark.json` the completion record
     (`xrg.data.cache.build_atomically`)."""
-    params = {k: kw[k] for k in ("image_size", "views", "split_fractions", "conspicuity", "extra_train_studies") if k in kw}
+    params = {k: kw[k] for k in ("image_size", "views", "split_fractions", "conspicuity", "extra_train_studies",
+                                    "extra_finding_rates") if k in kw}
     defaults = {"image_size": 256, "views": 2, "split_fractions": (0.8, 0.1, 0.1), "conspicuity": 1.0}
     wanted = _stamp(num_studies, seed, **(defaults | params))
     return build_atomically(root, wanted, lambda out: generate_benchmark(out, num_studies, seed, **kw), STAMP,
@@ -177,7 +189,7 @@ def render_for_annotation(annotation_path, labels_path, out_dir, *, seed: int = 
     (out / STAMP).unlink(missing_ok=True)
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
-    tasks = [(seed, i, item["id"], codes[item["id"]], str(images), image_size, views, conspicuity)
+    tasks = [(seed, i, item["id"], codes[item["id"]], str(images), image_size, views, conspicuity, None)
              for i, (_, item) in enumerate(items)]
     studies = _run(tasks, workers)
     for study, (_, item) in zip(studies, items):

@@ -148,18 +148,28 @@ def sample_fracture(rng: np.random.Generator) -> dict:
     return {"side": _side(rng), "rib": int(rng.integers(4, 10)), "across": float(rng.uniform(0.55, 0.8))}
 
 
-def sample_findings(rng: np.random.Generator) -> Findings:
-    """One study's findings; about NORMAL_FRACTION of studies have none."""
+def check_rates(rates: dict[str, float]) -> None:
+    """`rates` overrides some of BASE_RATES: known findings, each a probability."""
+    for name, rate in rates.items():
+        if name not in BASE_RATES:
+            raise ValueError(f"finding rate {name!r}: expected one of {', '.join(BASE_RATES)}")
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"finding rate {name!r}: expected a probability in [0, 1], got {rate}")
+
+
+def sample_findings(rng: np.random.Generator, rates: dict[str, float] | None = None) -> Findings:
+    """One study's findings; about NORMAL_FRACTION of studies have none. `rates` replaces some of
+    BASE_RATES (an enriched draw: e.g. {"fracture": 0.3} among abnormal studies)."""
     f = Findings()
     if rng.random() < NORMAL_FRACTION:
         return f
+    r = BASE_RATES | (rates or {})
     while f.is_normal:  # an abnormal study shows at least one pathology
-        f = _sample_abnormal(rng)
+        f = _sample_abnormal(rng, r)
     return f
 
 
-def _sample_abnormal(rng: np.random.Generator) -> Findings:
-    r = BASE_RATES
+def _sample_abnormal(rng: np.random.Generator, r: dict[str, float]) -> Findings:
     f = Findings()
     if rng.random() < r["cardiomegaly"]:
         f.cardiomegaly = _pick(rng, SEVERITIES, p=(0.5, 0.35, 0.15))
