@@ -30,6 +30,8 @@ CLIP_MORE_STUDIES = ("--config", str(RECIPES / "data" / "clip_pretraining_studie
 # the findings-first writer over 6,000 more studies, its pre-trained head frozen (sections 18-19, 22)
 FROZEN_HEAD_WRITER = ("--config", str(RECIPES / "data" / "more_studies_6_epochs.yaml"),
                       "--config", str(RECIPES / "stages" / "frozen_findings_head.yaml"))
+# ... over a head that learnt from the frontal view alone: the writer reads it too (sections 22-23)
+FRONTAL_HEAD_WRITER = (*FROZEN_HEAD_WRITER, "--config", str(RECIPES / "views" / "frontal.yaml"))
 RUNS = {  # name: its stages (recipe, extra overrides); a later stage starts from the one before (init_from)
     "findings_transformer": [(RECIPES / "mix" / "findings_transformer_synthetic.yaml", ())],
     # the same recipe for 48 epochs: the 15-CPU-minute setting (docs/quality.md section 10)
@@ -50,8 +52,14 @@ RUNS = {  # name: its stages (recipe, extra overrides); a later stage starts fro
     "findings_transformer_frontal_head": [
         (RECIPES / "mix" / "findings_classifier_synthetic.yaml",
          ("--config", str(RECIPES / "data" / "frontal_pretraining_studies_1_epoch.yaml"))),
-        (RECIPES / "mix" / "findings_transformer_synthetic.yaml", (*FROZEN_HEAD_WRITER, "--config", str(RECIPES / "views" / "frontal.yaml"),
-                                                                   "--config", str(RECIPES / "schedules" / "cosine_5_epochs.yaml")))],
+        (RECIPES / "mix" / "findings_transformer_synthetic.yaml",
+         (*FRONTAL_HEAD_WRITER, "--config", str(RECIPES / "schedules" / "cosine_5_epochs.yaml")))],
+    # the head's 48,000 studies enriched in rib fractures, pleural thickenings and nodules, the writer's
+    # 12 epochs (section 23): both stages within 15 CPU minutes, rendering included
+    "findings_transformer_enriched_head": [
+        (RECIPES / "mix" / "findings_classifier_synthetic.yaml",
+         ("--config", str(RECIPES / "data" / "enriched_frontal_pretraining_studies_1_epoch.yaml"))),
+        (RECIPES / "mix" / "findings_transformer_synthetic.yaml", FRONTAL_HEAD_WRITER)],
     "r2gen": [(RECIPES / "r2gen" / "synthetic.yaml", ())],
     "unicrossadapter": [(UNICROSS / "synthetic.yaml", ())],
     "unicrossadapter_pretrained": [(UNICROSS / "clip_synthetic.yaml", ()), (UNICROSS / "synthetic.yaml", ())],
