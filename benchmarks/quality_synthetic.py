@@ -55,11 +55,12 @@ RUNS = {  # name: its stages (recipe, extra overrides); a later stage starts fro
         (RECIPES / "mix" / "findings_transformer_synthetic.yaml",
          (*FRONTAL_HEAD_WRITER, "--config", str(RECIPES / "schedules" / "cosine_5_epochs.yaml")))],
     # the head's 48,000 studies enriched in rib fractures, pleural thickenings and nodules, the writer's
-    # 12 epochs (section 23): both stages within 15 CPU minutes, rendering included
+    # 10 epochs (section 23): both stages within 15 CPU minutes, rendering included
     "findings_transformer_enriched_head": [
         (RECIPES / "mix" / "findings_classifier_synthetic.yaml",
          ("--config", str(RECIPES / "data" / "enriched_frontal_pretraining_studies_1_epoch.yaml"))),
-        (RECIPES / "mix" / "findings_transformer_synthetic.yaml", FRONTAL_HEAD_WRITER)],
+        (RECIPES / "mix" / "findings_transformer_synthetic.yaml",
+         (*FRONTAL_HEAD_WRITER, "--config", str(RECIPES / "schedules" / "cosine_10_epochs.yaml")))],
     "r2gen": [(RECIPES / "r2gen" / "synthetic.yaml", ())],
     "unicrossadapter": [(UNICROSS / "synthetic.yaml", ())],
     "unicrossadapter_pretrained": [(UNICROSS / "clip_synthetic.yaml", ()), (UNICROSS / "synthetic.yaml", ())],
