@@ -99,7 +99,7 @@ def head_scores(checkpoint: Path, a) -> dict:
         labels[split] = select_labels(codes, names)
     thresholds = best_f1_thresholds(probs["val"], labels["val"])
     decided = (probs["test"] >= thresholds).float()
-    table = per_label_report(decided, labels["test"])
+    table = per_label_report(decided, labels["test"], names=model.findings.label_names)
     auc = per_label_auc(probs["test"], labels["test"], model.findings.label_names)
     per_finding = {n: {"f1": round(s["f1"], 4), "support": int(s["support"]), "head_f1": round(s["f1"], 4),
                        "auc": round(auc.get(n, float("nan")), 4)} for n, s in table.items()}

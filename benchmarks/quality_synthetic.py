@@ -9,7 +9,8 @@ of several stages (UniCrossAdapter after its CLIP pre-training) chains them with
 from the last epoch of the one before (as the stage recipes say: a pre-training stage's monitor, val
 AUC or loss on 200 studies, picks noisily, and its last epoch tests as well or better). The
 fit's CPU seconds (all stages) (this process and its children, all threads) are recorded beside it: the budget
-of docs/quality.md is 15 CPU minutes. Set the ceiling beside it with synthetic_ceiling.py.
+of docs/quality.md is 15 CPU minutes. `--seed N` reseeds every stage (the studies stay the same), for a
+recipe's spread over seeds. Set the ceiling beside it with synthetic_ceiling.py.
 """
 
 from __future__ import annotations
@@ -84,8 +85,10 @@ def fit_stages(name: str, a) -> Path:
         last = index == len(RUNS[name]) - 1
         epochs = [f"--trainer.max_epochs={a.epochs}"] if a.epochs and last else []
         chained = [f"--model.init_args.init_from.checkpoint={checkpoint}"] if checkpoint else []
+        seed = [f"--seed_everything={a.seed}"] if a.seed is not None else []  # every stage: init, order, augmentation
         run = Path(a.workdir) / name / f"stage{index}"
-        checkpoint = fit(recipe, run, a, "--data.init_args.num_workers=0", *extra, *chained, *epochs, *(a.set if last else ()))
+        checkpoint = fit(recipe, run, a, "--data.init_args.num_workers=0", *extra, *chained, *epochs, *seed,
+                         *(a.set if last else ()))
         if not last:
             checkpoint = resolve_checkpoint(run)  # the stage's newest last.ckpt
     return checkpoint
@@ -126,6 +129,8 @@ if __name__ == "__main__":
                         help="NAME:PATH[:FIT_CPU_S]: also score a checkpoint fitted elsewhere on the same benchmark")
     parser.add_argument("--epochs", type=int, default=None, help="override the (last stage's) recipe's max_epochs")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (a shared 2-core machine: 1)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="every stage's seed_everything (default: the recipes' own); the benchmark's studies stay the same")
     parser.add_argument("--choose-decoding", action="store_true",
                         help="pick beams / length penalty on val CE macro-14 (synthetic_runs.DECODINGS) before testing")
     parser.add_argument("--set", action="append", default=[], help="one extra CLI override for every run's last stage (--set=--key=value)")

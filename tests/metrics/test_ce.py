@@ -145,6 +145,17 @@ def test_uncertain_and_blank_handling_by_hand():
     assert "| Edema | 1.000 | 0.500 | 0.667 | 2 |" in format_per_label_report(per_label_report(pred, ref))
 
 
+def test_per_label_report_of_a_head_with_its_own_labels():
+    # a findings head of two labels (Fracture, Pleural Other): its columns named, not CheXpert's first two
+    pred = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    ref = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    report = per_label_report(pred, ref, names=["Fracture", "Pleural Other"])
+    assert list(report) == ["Fracture", "Pleural Other"]
+    assert (report["Fracture"]["p"], report["Fracture"]["r"]) == (0.5, 1.0)
+    assert (report["Pleural Other"]["p"], report["Pleural Other"]["r"], report["Pleural Other"]["support"]) == (1.0, 0.5, 2.0)
+    with pytest.raises(ValueError, match="2 label columns but 14 names"):
+        per_label_report(pred, ref)
+
 def test_clinical_efficacy_from_text():
     generated = ["Mild cardiomegaly. No pleural effusion.", "Small left pleural effusion.", "The lungs are clear."]
     references = ["The heart is enlarged. Small right effusion.", "No effusion.", "Lungs are clear."]

@@ -153,10 +153,14 @@ def ce_from_labels(
     return results
 
 
-def per_label_report(pred: Tensor, ref: Tensor, uncertain_as: int = 0) -> dict[str, dict[str, float]]:
-    """{observation: {p, r, f1, support}} for notes and error analysis."""
+def per_label_report(pred: Tensor, ref: Tensor, uncertain_as: int = 0,
+                     names: Sequence[str] = CHEXPERT_LABELS) -> dict[str, dict[str, float]]:
+    """{observation: {p, r, f1, support}} for notes and error analysis; `names` label the columns
+    (a findings head of fewer labels passes its own)."""
+    if pred.shape[-1] != len(names):
+        raise ValueError(f"{pred.shape[-1]} label columns but {len(names)} names")
     scores = per_label_scores(binarize(pred, uncertain_as), binarize(ref, uncertain_as))
-    return {name: {key: scores[key][i].item() for key in scores} for i, name in enumerate(CHEXPERT_LABELS)}
+    return {name: {key: scores[key][i].item() for key in scores} for i, name in enumerate(names)}
 
 
 def format_per_label_report(report: dict[str, dict[str, float]]) -> str:
