@@ -62,6 +62,13 @@ RUNS = {  # name: its stages (recipe, extra overrides); a later stage starts fro
          ("--config", str(RECIPES / "data" / "enriched_frontal_pretraining_studies_1_epoch.yaml"))),
         (RECIPES / "mix" / "findings_transformer_synthetic.yaml",
          (*FRONTAL_HEAD_WRITER, "--config", str(RECIPES / "schedules" / "cosine_10_epochs.yaml")))],
+    # ... and the writer's 6,000 extra studies enriched the same way (section 25)
+    "findings_transformer_enriched": [
+        (RECIPES / "mix" / "findings_classifier_synthetic.yaml",
+         ("--config", str(RECIPES / "data" / "enriched_frontal_pretraining_studies_1_epoch.yaml"))),
+        (RECIPES / "mix" / "findings_transformer_synthetic.yaml",
+         (*FRONTAL_HEAD_WRITER, "--config", str(RECIPES / "data" / "enriched_more_studies.yaml"),
+          "--config", str(RECIPES / "schedules" / "cosine_10_epochs.yaml")))],
     "r2gen": [(RECIPES / "r2gen" / "synthetic.yaml", ())],
     "unicrossadapter": [(UNICROSS / "synthetic.yaml", ())],
     "unicrossadapter_pretrained": [(UNICROSS / "clip_synthetic.yaml", ()), (UNICROSS / "synthetic.yaml", ())],

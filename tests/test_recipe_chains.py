@@ -44,6 +44,9 @@ CHAINS = [  # (stage, the stage whose checkpoint it starts from)
      "mix/findings_classifier_synthetic.yaml + data/frontal_pretraining_studies_1_epoch.yaml"),
     ("mix/findings_transformer_synthetic.yaml + stages/frozen_findings_head.yaml + views/frontal.yaml",
      "mix/findings_classifier_synthetic.yaml + data/enriched_frontal_pretraining_studies_1_epoch.yaml"),
+    ("mix/findings_transformer_synthetic.yaml + data/more_studies_6_epochs.yaml + data/enriched_more_studies.yaml"
+     " + stages/frozen_findings_head.yaml + views/frontal.yaml + schedules/cosine_10_epochs.yaml",
+     "mix/findings_classifier_synthetic.yaml + data/enriched_frontal_pretraining_studies_1_epoch.yaml"),
 ]
 # Blocks a task keeps under another name than its argument: ContrastivePretraining's text encoder
 # lives inside its joint space.
