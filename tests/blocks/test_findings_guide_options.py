@@ -15,7 +15,7 @@ from xrg.blocks.decoders import TransformerDecoder
 from xrg.blocks.encoders import OpenClipImageEncoder, OpenClipTextEncoder, TimmImageEncoder
 from xrg.blocks.encoders.base import Features
 from xrg.blocks.findings import FindingsClassifier
-from xrg.blocks.findings.base import best_f1_thresholds
+from xrg.blocks.findings.base import best_f1_thresholds, no_finding_as_labelled
 from xrg.blocks.guides import Encoded, PredictedFindings
 from xrg.callbacks import stated_findings
 from xrg.data import ReportDataModule
@@ -81,6 +81,33 @@ def test_decision_tokens_state_what_the_labels_state_in_training():
     assert is_state(plain(batch).tokens).isnan().all()  # without the option: a mix of both states
     assert decided(batch).fields["findings"] == plain(batch).fields["findings"]
 
+
+def test_no_finding_rule_decides_no_finding_exactly_when_no_pathology_is_decided():
+    names = ["No Finding", "Cardiomegaly", "Support Devices"]
+    # decided by thresholds: nothing; a pathology beside No Finding; devices only; No Finding alone
+    decided = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    assert torch.equal(no_finding_as_labelled(decided, names),
+                       torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [1.0, 0.0, 0.0]]))
+
+    ruled = PredictedFindings(FindingsClassifier(names), tokens=True, decision_tokens=True, no_finding_rule=True)
+    plain = PredictedFindings(FindingsClassifier(names), tokens=True, decision_tokens=True)
+    for guide in (ruled, plain):
+        guide.bind(8, 16)
+    ruled.load_state_dict(plain.state_dict())
+    for guide in (ruled, plain):
+        with torch.no_grad():  # every probability under the threshold: a study with no decision at all
+            guide.head.net[-1].bias.fill_(-30.0)
+    labels = torch.full((3, 14), float("nan"))
+    labels[:, CHEXPERT_LABELS.index("Cardiomegaly")] = 1.0
+    tested = encoded(False, labels)
+    assert plain(tested).fields["findings"] == [[], [], []]
+    assert ruled(tested).fields["findings"] == [["no finding"]] * 3
+    assert ruled(tested).explanations[0]["findings"] == ["No Finding"]
+    assert torch.equal(ruled(tested).tokens[:, 0], ruled.states[0, 0].expand(3, -1))  # No Finding told present
+    # Training tokens state the labels, whichever option.
+    assert torch.equal(ruled(encoded(True, labels)).tokens, plain(encoded(True, labels)).tokens)
+    with pytest.raises(ValueError, match="no_finding_rule decides 'No Finding', which the head does not predict"):
+        PredictedFindings(FindingsClassifier(THREE), no_finding_rule=True)
 
 def test_uncertain_labels_get_their_own_token_in_training_and_never_at_test():
     torch.manual_seed(0)

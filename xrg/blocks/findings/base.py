@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from xrg.blocks.encoders.base import Block, Features
 from xrg.data.labels import select_labels
 
-NO_FINDING = "No Finding"
+NO_FINDING, SUPPORT_DEVICES = "No Finding", "Support Devices"
 PosWeightRule = Literal["log", "ratio"]
 POS_WEIGHT_RULES = get_args(PosWeightRule)
 
@@ -134,6 +134,17 @@ def names_from_row(row: torch.Tensor, label_names: list[str], threshold: float |
     if len(names) > 1 and NO_FINDING in names:
         names.remove(NO_FINDING)
     return names
+
+
+def no_finding_as_labelled(decided: torch.Tensor, label_names: list[str]) -> torch.Tensor:
+    """0/1 decisions `[B, K]` with No Finding decided as CheXpert labels set it: exactly when no
+    pathology is decided (Support Devices is not one). A head's thresholds decide each column on its
+    own, so a study can get no decision at all, which no training label ever says."""
+    column = label_names.index(NO_FINDING)
+    pathology = [k for k, name in enumerate(label_names) if name not in (NO_FINDING, SUPPORT_DEVICES)]
+    decided = decided.clone()
+    decided[:, column] = (decided[:, pathology] < 0.5).all(1).to(decided.dtype)
+    return decided
 
 
 def label_targets(labels: torch.Tensor, blank: str = "negative") -> tuple[torch.Tensor, torch.Tensor]:

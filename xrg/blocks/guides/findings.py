@@ -25,6 +25,12 @@ stated in every report (1.5 on the synthetic benchmark: test micro-14 +0.05, mac
 fresh fit (`true` or `log`: RaDialog's log(N / positives), as `FindingsClassification` does;
 `ratio`: negatives / positives), so rare findings still pull on the head when it trains here.
 
+`no_finding_rule` makes the head's decisions outside training follow the labels' own rule: No Finding
+is decided exactly when no pathology is (Support Devices aside). Thresholds decide each observation on
+its own, so a study may get no decision at all (all tokens absent, an empty prompt list), a state no
+training label shows the decoder; a writer then falls back on its language prior (docs/quality.md
+section 25: a rib fracture written for such studies).
+
 `token_scale` is the standard deviation the present / absent embeddings start from. The default
 0.02 (a transformer's usual init) starts each pair as two nearly equal vectors beside visual tokens
 of unit scale, and a decoder learns to write from the visual tokens long before it reads the pair;
@@ -57,8 +63,8 @@ import math
 import torch
 from torch import nn
 
-from xrg.blocks.findings.base import (FindingsHead, PosWeightRule, best_f1_thresholds, label_targets, names_from_row,
-                                      pos_weight_rule)
+from xrg.blocks.findings.base import (NO_FINDING, FindingsHead, PosWeightRule, best_f1_thresholds, label_targets,
+                                      names_from_row, no_finding_as_labelled, pos_weight_rule)
 from xrg.blocks.guides.base import Encoded, Guidance, Guide
 from xrg.data.labels import select_labels
 from xrg.metrics.gather import gather_studies, study_keys
@@ -71,8 +77,12 @@ class PredictedFindings(Guide):
                  tokens: bool = False, token_dim: int | None = None, loss_weight: float = 0.0,
                  decision_tokens: bool = False, tune_thresholds: bool = False, fit_pos_weight: bool | PosWeightRule = False,
                  token_scale: float = 0.02, max_call_ratio: float | None = None, uncertain_tokens: bool = False,
-                 shared_states: bool = False, name: str | None = None) -> None:
+                 shared_states: bool = False, no_finding_rule: bool = False, name: str | None = None) -> None:
         super().__init__(name)
+        if no_finding_rule and NO_FINDING not in head.label_names:
+            raise ValueError(f"no_finding_rule decides {NO_FINDING!r}, which the head does not predict "
+                             f"(its labels: {head.label_names})")
+        self.no_finding_rule = no_finding_rule
         self.head = head
         self.labels_in_training = labels_in_training
         self.field = field
@@ -168,7 +178,10 @@ class PredictedFindings(Guide):
     def forward(self, encoded: Encoded) -> Guidance:
         logits = self.head(encoded.visual)
         probs = logits.sigmoid()
-        predicted = self.head.predicted_names(probs, self.threshold())
+        decided = (probs >= torch.as_tensor(self.threshold(), dtype=probs.dtype, device=probs.device)).to(probs.dtype)
+        if self.no_finding_rule and not encoded.training:
+            decided = no_finding_as_labelled(decided, self.head.label_names)
+        predicted = [names_from_row(row, self.head.label_names) for row in decided]
         labels = encoded.batch.get("labels")
         if labels is not None:
             labels = select_labels(labels, self.head.label_names)
@@ -182,7 +195,7 @@ class PredictedFindings(Guide):
             if self.uncertain_tokens:
                 uncertain = (told == -1).unsqueeze(-1)  # [B, K, 1]
         elif not encoded.training and self.decision_tokens:
-            stated = (probs >= torch.as_tensor(self.threshold(), dtype=probs.dtype, device=probs.device)).to(probs.dtype)
+            stated = decided
         names = predicted if stated is probs else [names_from_row(row, self.head.label_names) for row in stated]
         tokens = None
         if self.tokens:
