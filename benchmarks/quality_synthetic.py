@@ -33,6 +33,9 @@ FROZEN_HEAD_WRITER = ("--config", str(RECIPES / "data" / "more_studies_6_epochs.
                       "--config", str(RECIPES / "stages" / "frozen_findings_head.yaml"))
 # ... over a head that learnt from the frontal view alone: the writer reads it too (sections 22-23)
 FRONTAL_HEAD_WRITER = (*FROZEN_HEAD_WRITER, "--config", str(RECIPES / "views" / "frontal.yaml"))
+# the lean frontal head over 48,000 studies enriched in rib fractures, pleural thickenings and nodules (section 23)
+ENRICHED_HEAD = (RECIPES / "mix" / "findings_classifier_synthetic.yaml",
+                 ("--config", str(RECIPES / "data" / "enriched_frontal_pretraining_studies_1_epoch.yaml")))
 RUNS = {  # name: its stages (recipe, extra overrides); a later stage starts from the one before (init_from)
     "findings_transformer": [(RECIPES / "mix" / "findings_transformer_synthetic.yaml", ())],
     # the same recipe for 48 epochs: the 15-CPU-minute setting (docs/quality.md section 10)
@@ -58,14 +61,12 @@ RUNS = {  # name: its stages (recipe, extra overrides); a later stage starts fro
     # the head's 48,000 studies enriched in rib fractures, pleural thickenings and nodules, the writer's
     # 10 epochs (section 23): both stages within 15 CPU minutes, rendering included
     "findings_transformer_enriched_head": [
-        (RECIPES / "mix" / "findings_classifier_synthetic.yaml",
-         ("--config", str(RECIPES / "data" / "enriched_frontal_pretraining_studies_1_epoch.yaml"))),
+        ENRICHED_HEAD,
         (RECIPES / "mix" / "findings_transformer_synthetic.yaml",
          (*FRONTAL_HEAD_WRITER, "--config", str(RECIPES / "schedules" / "cosine_10_epochs.yaml")))],
     # ... and the writer's 6,000 extra studies enriched the same way (section 25)
     "findings_transformer_enriched": [
-        (RECIPES / "mix" / "findings_classifier_synthetic.yaml",
-         ("--config", str(RECIPES / "data" / "enriched_frontal_pretraining_studies_1_epoch.yaml"))),
+        ENRICHED_HEAD,
         (RECIPES / "mix" / "findings_transformer_synthetic.yaml",
          (*FRONTAL_HEAD_WRITER, "--config", str(RECIPES / "data" / "enriched_more_studies.yaml"),
           "--config", str(RECIPES / "schedules" / "cosine_10_epochs.yaml")))],

@@ -196,7 +196,8 @@ class PredictedFindings(Guide):
                 uncertain = (told == -1).unsqueeze(-1)  # [B, K, 1]
         elif not encoded.training and self.decision_tokens:
             stated = decided
-        names = predicted if stated is probs else [names_from_row(row, self.head.label_names) for row in stated]
+        names = predicted if stated is probs or stated is decided else [names_from_row(row, self.head.label_names)
+                                                                         for row in stated]
         tokens = None
         if self.tokens:
             weight = stated.unsqueeze(-1)  # [B, K, 1]
